@@ -1,0 +1,85 @@
+"""Sequence-length curriculum: the original's TrainSchedule as plain, testable logic."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class Curriculum:
+    """Grows the training sequence length when the train IoU is good enough.
+
+    The threshold falls linearly from `threshold` at the first length to
+    `threshold - threshold_decrease` at the last (the original's
+    `time_increase_threshold`); a length is left only after `min_epochs` epochs at it
+    (`min_epochs_per_timestep`). `lengths` lists the lengths to step through (the original
+    steps by one: start, start+1, ..., max).
+
+    Attributes:
+        lengths: increasing sequence lengths.
+        threshold: IoU needed to leave the first length.
+        threshold_decrease: how much lower the threshold is at the last length.
+        min_epochs: least epochs at a length before growing.
+        index: position in `lengths` (state).
+        epochs_at_length: epochs trained at the current length (state).
+    """
+
+    lengths: tuple[int, ...]
+    threshold: float = 0.70
+    threshold_decrease: float = 0.05
+    min_epochs: int = 13
+    index: int = 0
+    epochs_at_length: int = 0
+
+    def __post_init__(self):
+        self.lengths = tuple(int(v) for v in self.lengths)
+        if not self.lengths or any(v < 2 for v in self.lengths):
+            raise ValueError(f"curriculum lengths must be >= 2, got {self.lengths}")
+        if any(b <= a for a, b in zip(self.lengths, self.lengths[1:], strict=False)):
+            raise ValueError(f"curriculum lengths must increase, got {self.lengths}")
+
+    @classmethod
+    def from_range(cls, start: int, stop: int, step: int = 1, **kwargs) -> Curriculum:
+        lengths = list(range(start, stop + 1, step))
+        if lengths[-1] != stop:
+            lengths.append(stop)
+        return cls(tuple(lengths), **kwargs)
+
+    @property
+    def length(self) -> int:
+        return self.lengths[self.index]
+
+    @property
+    def at_max(self) -> bool:
+        return self.index == len(self.lengths) - 1
+
+    def current_threshold(self) -> float:
+        first, last = self.lengths[0], self.lengths[-1]
+        if last == first:
+            return self.threshold
+        ratio = (self.length - first) / (last - first)
+        return self.threshold - ratio * self.threshold_decrease
+
+    def end_epoch(self, train_iou: float) -> bool:
+        """Records one finished epoch; returns True when the length grew."""
+        self.epochs_at_length += 1
+        if self.at_max:
+            return False
+        if train_iou >= self.current_threshold() and self.epochs_at_length >= self.min_epochs:
+            self.index += 1
+            self.epochs_at_length = 0
+            return True
+        return False
+
+    def state(self) -> dict:
+        return {"index": self.index, "epochs_at_length": self.epochs_at_length,
+                "lengths": list(self.lengths)}
+
+    def restore(self, state: dict) -> None:
+        if list(state["lengths"]) != list(self.lengths):
+            raise ValueError(
+                f"checkpoint curriculum lengths {state['lengths']} differ from "
+                f"--curriculum_* flags {list(self.lengths)}"
+            )
+        self.index = int(state["index"])
+        self.epochs_at_length = int(state["epochs_at_length"])

@@ -1,0 +1,154 @@
+"""Real single-object tracking clips in the OTB / GOT-10k folder layout.
+
+One folder per sequence::
+
+    <root>/<name>/groundtruth.txt    one `x y w h` box per frame, 0-based pixels
+    <root>/<name>/frames/*.jpg       (or img/*.jpg as in OTB, or the images beside the file)
+
+Ground-truth fields may be separated by spaces, tabs, commas or semicolons (OTB mixes them).
+Boxes here are (x, y, w, h) as in the files and in OpenCV; `xywh_to_yxhw` turns them into the
+(y, x, h, w) order of the rest of hart_tf. NumPy and PIL only; never imports the model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from hart_tf.data.errors import DataError
+from hart_tf.data.images import read_image
+
+GROUNDTRUTH = "groundtruth.txt"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Where frames live inside a sequence folder: our clips, OTB, then GOT-10k (beside the file).
+FRAME_DIRS = ("frames", "img", ".")
+
+_SEPARATORS = re.compile(r"[\s,;]+")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_sort_key(name: str | os.PathLike) -> tuple:
+    """Sort key that orders embedded numbers by value: frame2 before frame10.
+
+    A Path is keyed by its file name. Case is ignored so that `B.jpg` sorts beside `b.jpg`.
+    """
+    text = Path(name).name if isinstance(name, os.PathLike) else str(name)
+    # re.split with a group alternates text, number, text, ... so equal positions compare alike.
+    parts = _DIGITS.split(text.lower())
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def list_sequences(root: str | os.PathLike) -> list[str]:
+    """Sorted names of the folders in `root` that hold a groundtruth.txt."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such clips folder")
+    return sorted(p.name for p in root.iterdir() if (p / GROUNDTRUTH).is_file())
+
+
+def read_groundtruth(path: str | os.PathLike) -> np.ndarray:
+    """Reads one `x y w h` box per line into float32 [N, 4].
+
+    Trailing blank lines are ignored; a blank line before the last box, a row without exactly
+    four numbers, a non-finite value or a width/height <= 0 raises DataError naming file:line.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig drops a Windows BOM
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: no such ground-truth file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: unreadable ground-truth file ({e})") from e
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: ground-truth file has no boxes")
+    boxes = np.empty((len(lines), 4), np.float32)  # (N, 4)
+    for i, line in enumerate(lines):
+        where = f"{path}:{i + 1}"
+        fields = [f for f in _SEPARATORS.split(line.strip()) if f]
+        if len(fields) != 4:
+            raise DataError(f"{where}: expected 4 numbers x y w h, got {len(fields)}: {line!r}")
+        try:
+            box = [float(f) for f in fields]
+        except ValueError as e:
+            raise DataError(f"{where}: not a number in {line!r}") from e
+        if not np.all(np.isfinite(box)):
+            raise DataError(f"{where}: non-finite value in {line!r}")
+        if box[2] <= 0 or box[3] <= 0:
+            raise DataError(f"{where}: width and height must be > 0, got w={box[2]} h={box[3]}")
+        boxes[i] = box
+    return boxes
+
+
+def frame_paths(seq_dir: str | os.PathLike) -> list[Path]:
+    """The .jpg/.jpeg/.png files of a sequence in natural order.
+
+    `seq_dir` may be the images folder itself or a sequence folder holding `frames/` or
+    `img/`; raises DataError when no image is found.
+    """
+    seq_dir = Path(seq_dir)
+    if not seq_dir.is_dir():
+        raise DataError(f"{seq_dir}: no such frames folder")
+    for sub in FRAME_DIRS:
+        folder = seq_dir / sub
+        if not folder.is_dir():
+            continue
+        paths = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        if paths:
+            return sorted(paths, key=natural_sort_key)
+    raise DataError(f"{seq_dir}: no {'/'.join(IMAGE_SUFFIXES)} frames found")
+
+
+def load_frame(path: str | os.PathLike) -> np.ndarray:
+    """Decodes one frame to uint8 RGB [H, W, 3]; greyscale and RGBA are converted."""
+    return read_image(os.fspath(path))
+
+
+def load_sequence(seq_dir: str | os.PathLike, max_frames: int | None = None) -> dict:
+    """Loads a sequence folder's frames and boxes.
+
+    Args:
+        seq_dir: folder with groundtruth.txt and its frames (see `frame_paths`).
+        max_frames: keep only the first `max_frames` frames and boxes (>= 1); all if None.
+
+    Returns:
+        dict with `frames` uint8 [T, H, W, 3] RGB, `boxes_xywh` float32 [T, 4] and `name`
+        (the folder name).
+    """
+    seq_dir = Path(seq_dir)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"load_sequence: max_frames must be >= 1, got {max_frames}")
+    boxes = read_groundtruth(seq_dir / GROUNDTRUTH)
+    paths = frame_paths(seq_dir)
+    # Compare full counts, before truncation, so that a broken folder fails whatever max_frames.
+    if len(paths) != len(boxes):
+        raise DataError(f"{seq_dir}: {len(paths)} frames but {len(boxes)} boxes in {GROUNDTRUTH}")
+    if max_frames is not None:
+        paths, boxes = paths[:max_frames], boxes[:max_frames]
+    first = load_frame(paths[0])
+    frames = np.empty((len(paths), *first.shape), np.uint8)  # (T, H, W, 3)
+    frames[0] = first
+    for i, p in enumerate(paths[1:], start=1):
+        frames[i] = read_image(os.fspath(p), expected_size=first.shape[:2])
+    return {"frames": frames, "boxes_xywh": boxes, "name": seq_dir.name}
+
+
+def _swap_axes_order(boxes: np.ndarray, name: str) -> np.ndarray:
+    boxes = np.asarray(boxes, np.float32)
+    if boxes.shape[-1:] != (4,):
+        raise ValueError(f"{name}: boxes must be [..., 4], got shape {boxes.shape}")
+    return boxes[..., [1, 0, 3, 2]]  # the swap is its own inverse
+
+
+def xywh_to_yxhw(boxes: np.ndarray) -> np.ndarray:
+    """(x, y, w, h) -> (y, x, h, w) in the last axis, float32."""
+    return _swap_axes_order(boxes, "xywh_to_yxhw")
+
+
+def yxhw_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """(y, x, h, w) -> (x, y, w, h) in the last axis, float32."""
+    return _swap_axes_order(boxes, "yxhw_to_xywh")

@@ -1,0 +1,127 @@
+"""Glue between the training/evaluation code and the dataset loaders in `hart_tf.data`.
+
+Training batches are a pure function of the global step (synthetic data) or of a seeded
+shuffle (KITTI, KTH), so a resumed run continues the same data stream. Batches are
+`(x, y)` pairs: x = {frames (B, T, H, W, 3) uint8, box0 (B, 4)}, y = {boxes (B, T, 4),
+presence (B, T)}.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from hart_tf.data import synthetic
+
+
+def to_xy(batch: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    x = {"frames": batch["frames"], "box0": batch["boxes"][:, 0]}
+    y = {"boxes": batch["boxes"], "presence": batch["presence"]}
+    return x, y
+
+
+def _synthetic_cfg(options) -> synthetic.SyntheticConfig:
+    return synthetic.SyntheticConfig(image_size=tuple(options.config.image_size))
+
+
+def _kitti_sequences(options):
+    from hart_tf.data import kitti
+
+    if not (options.data_dir or options.img_dir or options.label_dir):
+        raise ValueError("--dataset=kitti needs --data_dir (or --img_dir and --label_dir)")
+    return kitti.load_kitti(options.data_dir, options.img_dir, options.label_dir)
+
+
+def _kth(options, split: str):
+    from hart_tf.data import kth
+
+    if not options.data_dir:
+        raise ValueError("--dataset=kth needs --data_dir (the folder of prepared KTH frames "
+                         "and KTHBoundingBoxInfo*.txt)")
+    return kth.load_kth(options.data_dir, split)
+
+
+class TrainSource:
+    """Endless training batches of a chosen length, resumable at a batch index."""
+
+    def __init__(self, options, start_batch: int = 0, workers: int = 2):
+        self.options = options
+        self.index = start_batch
+        self.workers = workers
+        self._kitti = _kitti_sequences(options) if options.dataset == "kitti" else None
+        self._kth = _kth(options, "train") if options.dataset == "kth" else None
+
+    def _synthetic(self, length: int) -> Iterator[tuple[dict, dict]]:
+        o = self.options
+        cfg = _synthetic_cfg(o)
+        start = self.index
+        # A small thread pool renders upcoming batches while the model trains (NumPy
+        # releases the GIL in the heavy array operations).
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            pending = {}
+            for i in itertools.count(start):
+                for j in range(i, i + self.workers + 1):
+                    if j not in pending:
+                        pending[j] = pool.submit(
+                            synthetic.train_batch, j, o.batch_size, length, o.seed, cfg
+                        )
+                yield to_xy(pending.pop(i).result())
+
+    def _loader(self, length: int) -> Iterator[tuple[dict, dict]]:
+        o = self.options
+        epoch = self.index  # reseeds the shuffle each time a new stream starts
+        if self._kitti is not None:
+            from hart_tf.data import kitti
+
+            it = kitti.kitti_batches(self._kitti, "train", length, o.batch_size,
+                                     seed=o.seed + epoch, num_epochs=None)
+        else:
+            from hart_tf.data import kth
+
+            it = kth.kth_batches(self._kth, o.data_dir, length, o.batch_size,
+                                 augment=True, seed=o.seed + epoch, num_epochs=None)
+        for batch in it:
+            yield to_xy(batch)
+
+    def batches(self, length: int, start: int | None = None) -> Iterator[tuple[dict, dict]]:
+        if start is not None:
+            self.index = start
+        if self.options.dataset == "synthetic":
+            return self._synthetic(length)
+        return self._loader(length)
+
+
+def train_source(options, start_batch: int = 0) -> TrainSource:
+    return TrainSource(options, start_batch)
+
+
+def eval_set(options, split: str, n: int, length: int | None = None) -> dict[str, Any]:
+    """A fixed evaluation set (stacked arrays) of `n` sequences of `length` frames."""
+    length = length or options.curriculum.lengths[-1]
+    if options.dataset == "synthetic":
+        return synthetic.fixed_set(split, n, length, _synthetic_cfg(options))
+    if options.dataset == "kitti":
+        from hart_tf.data import kitti
+
+        seqs = _kitti_sequences(options)
+        batches = kitti.kitti_batches(seqs, "test", length, n, shuffle=True, seed=0)
+        return next(iter(batches))
+    from hart_tf.data import kth
+
+    clips = _kth(options, "test" if split == "test" else "validation")
+    return next(iter(kth.kth_batches(clips, options.data_dir, length, n, shuffle=True, seed=0)))
+
+
+def evaluate_iou(model, data: dict[str, np.ndarray], length: int, batch_size: int) -> float:
+    """Mean IoU (t >= 1, present objects) of `model` on the first `length` frames of `data`."""
+    from hart_tf.evaluation import predict
+
+    cut = {k: v[:, :length] for k, v in data.items()}
+    pred = predict(model, cut, batch_size)["boxes"]
+    from hart_tf import metrics
+
+    return float(np.asarray(metrics.mean_iou(pred, cut["boxes"], cut["presence"])))

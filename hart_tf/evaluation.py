@@ -1,0 +1,84 @@
+"""Evaluation: IoU per time step, success AUC, precision@20 and the static baseline."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hart_tf import metrics
+
+
+def predict(model, data: dict[str, np.ndarray], batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Runs `model` (training=False) over stacked sequences in batches -> numpy outputs."""
+    n = len(data["frames"])
+    outs: dict[str, list] = {}
+    for i in range(0, n, batch_size):
+        x = {"frames": data["frames"][i : i + batch_size],
+             "box0": data["boxes"][i : i + batch_size, 0]}
+        y = model(x, training=False)
+        for k, v in y.items():
+            outs.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def score(pred: np.ndarray, gt: np.ndarray, presence: np.ndarray) -> dict[str, Any]:
+    """Tracking scores of boxes (N, T, 4) against ground truth; step 0 is not scored."""
+    per_step = np.asarray(metrics.iou_per_step(pred, gt, presence))
+    ious = np.asarray(metrics.iou(pred, gt))[:, 1:]
+    present = presence[:, 1:] > 0
+    return {
+        "mean_iou": float(np.asarray(metrics.mean_iou(pred, gt, presence))),
+        "iou_per_step": per_step[1:].tolist(),
+        "success_auc": metrics.success_auc(ious[present]),
+        "precision_20": metrics.precision_at(pred[:, 1:], gt[:, 1:], 20.0, presence[:, 1:]),
+    }
+
+
+def evaluate_model(model, data: dict[str, np.ndarray], batch_size: int = 32) -> dict[str, Any]:
+    """Scores `model` and the static baseline (first box repeated) on `data`."""
+    out = predict(model, data, batch_size)
+    gt, presence = data["boxes"], data["presence"]
+    steps = gt.shape[1]
+    result = {"steps": steps - 1, "sequences": int(len(gt))}
+    result.update(score(out["boxes"], gt, presence))
+    static = score(metrics.static_baseline(gt[:, 0], steps), gt, presence)
+    result.update({f"static_{k}": v for k, v in static.items()})
+    result["outputs"] = out
+    return result
+
+
+def write_report(result: dict[str, Any], data: dict[str, np.ndarray], out_dir: str | Path,
+                 n_strips: int = 3) -> list[Path]:
+    """Writes results.json, iou_per_step.png and a few tracked-sequence strips."""
+    from hart_tf import viz
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    record = {k: v for k, v in result.items() if k != "outputs"}
+    path = out_dir / "results.json"
+    tmp = out_dir / ".tmp-results.json"
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+    written.append(path)
+    curves = {"HART": np.array(result["iou_per_step"]),
+              "static box": np.array(result["static_iou_per_step"])}
+    path = out_dir / "iou_per_step.png"
+    viz.iou_per_step_figure(curves, path=path, title="Mean IoU per time step (t >= 1)")
+    written.append(path)
+    out = result["outputs"]
+    for i in range(min(n_strips, len(data["frames"]))):
+        strip = viz.sequence_strip(
+            data["frames"][i],
+            {"gt": data["boxes"][i], "pred": out["boxes"][i], "att": out["att_boxes"][i]},
+            location_maps=out["location_maps"][i],
+            max_frames=8,
+        )
+        path = out_dir / f"sequence_{i}.png"
+        viz.save_png(strip, path)
+        written.append(path)
+    return written

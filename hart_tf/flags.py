@@ -1,0 +1,99 @@
+"""Every command-line flag of hart_tf, in one module.
+
+Names follow the original code where it had them (`img_dir`, `label_dir`, `alexnet_dir`,
+`checkpoint_dir`, `run_name`). Entry points import this module and read `FLAGS`; flagfiles in
+`flags/` set them per experiment, and later command-line flags override a flagfile.
+Validators give one-line errors that name the flag.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+DATASETS = ("synthetic", "kitti", "kth", "clips")
+
+# --- data --------------------------------------------------------------------------------
+flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Which dataset to train/evaluate on.")
+flags.DEFINE_string("data_dir", None, "Dataset root (KITTI: the folder holding training/).")
+flags.DEFINE_string("img_dir", None, "KITTI image folder (image_02), overrides data_dir.")
+flags.DEFINE_string("label_dir", None, "KITTI label folder (label_02), overrides data_dir.")
+flags.DEFINE_string("alexnet_dir", None, "Folder holding bvlc_alexnet.npy for the AlexNet V1.")
+flags.DEFINE_integer("num_distractors_max", 3, "Synthetic data: most distractors per video.")
+
+# --- model -------------------------------------------------------------------------------
+flags.DEFINE_enum("config", None, ["small", "kitti", "kth"],
+                  "Model preset; default: small for synthetic, kitti for kitti, kth for kth.")
+flags.DEFINE_list("image_size", None, "Frame size H,W in pixels (default: the preset's).")
+flags.DEFINE_list("glimpse_size", None, "Glimpse size gh,gw (default: the preset's).")
+flags.DEFINE_integer("rnn_units", None, "LSTM units (paper: 100).")
+flags.DEFINE_float("keep_prob", None, "Ventral-stream dropout keep probability (paper: .75).")
+flags.DEFINE_float("zoneout", None, "Zoneout probability on LSTM (c, h) (paper: .05).")
+flags.DEFINE_bool("learned_sigma", False, "RATM-style learned glimpse sigma (ablation).")
+flags.DEFINE_bool("appearance_attention", True, "Use the appearance attention (Table 1).")
+flags.DEFINE_bool("attention_loss", True, "Train with the attention loss (Table 1).")
+flags.DEFINE_bool("appearance_loss", True, "Train with the appearance loss (Table 1).")
+flags.DEFINE_bool("adaptive_loss", True, "Learn the loss weights (lambda = s^2 + eps).")
+flags.DEFINE_float("l2_weight", 1e-4, "L2 weight decay on weight matrices and DFN weights.")
+
+# --- optimisation ------------------------------------------------------------------------
+flags.DEFINE_integer("batch_size", 32, "Sequences per batch (paper: 10).")
+flags.DEFINE_float("learning_rate", 1e-4, "RMSProp learning rate (paper: 3.33e-6).")
+flags.DEFINE_float("momentum", 0.9, "RMSProp momentum (paper: .9).")
+flags.DEFINE_float("clip_norm", 1.0, "Gradient clipping by global norm (paper: .3).")
+flags.DEFINE_list("lr_decay", [], "Learning-rate factors by sequence length, e.g. 20:0.3 "
+                  "multiplies the rate by .3 once the curriculum reaches 20 steps.")
+flags.DEFINE_integer("steps_per_epoch", 50, "Training steps per epoch (curriculum check).")
+flags.DEFINE_integer("epochs", 60, "Number of epochs to train.")
+flags.DEFINE_float("max_minutes", 0.0, "Stop after this many minutes of training (0: off).")
+flags.DEFINE_integer("seed", 0, "Random seed for weights, data and noise.")
+flags.DEFINE_bool("mixed_precision", False, "bf16 compute with float32 losses/attention.")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                  "XLA-compile the train step; auto: on for JAX, off for TF on CPU.")
+flags.DEFINE_bool("unroll", False, "Unroll the recurrence instead of a compiled loop.")
+
+# --- curriculum (the original's TrainSchedule) -------------------------------------------
+flags.DEFINE_integer("curriculum_start", 5, "First training sequence length.")
+flags.DEFINE_integer("curriculum_max", 20, "Longest training sequence length.")
+flags.DEFINE_list("curriculum_lengths", [],
+                  "Explicit lengths to step through (e.g. 5,10,20); default start..max by 1.")
+flags.DEFINE_float("curriculum_threshold", 0.70, "Train IoU needed to grow at the start length.")
+flags.DEFINE_float("curriculum_threshold_decrease", 0.05,
+                   "The threshold falls linearly by this much from start to max length.")
+flags.DEFINE_integer("curriculum_min_epochs", 1, "Least epochs at a length before growing.")
+
+# --- checkpoints, logs, evaluation -------------------------------------------------------
+flags.DEFINE_string("run_name", "hart", "Name of this run.")
+flags.DEFINE_string("checkpoint_dir", "checkpoints", "Checkpoints go to <dir>/<run_name>.")
+flags.DEFINE_string("logdir", None, "TensorBoard folder (default: runs/<run_name>).")
+flags.DEFINE_integer("checkpoint_every", 200, "Save a checkpoint every N steps.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Keep the last K step checkpoints (and the best).")
+flags.DEFINE_bool("resume", True, "Continue from the last checkpoint of this run if any.")
+flags.DEFINE_integer("image_every", 500, "Log TensorBoard images every N steps (0: off).")
+flags.DEFINE_integer("eval_sequences", 64, "Validation/test sequences for evaluation.")
+flags.DEFINE_integer("eval_steps", None, "Sequence length for evaluation (30 synthetic, 60 KITTI).")
+flags.DEFINE_string("checkpoint", None, "Checkpoint (.keras) to evaluate / export / track with.")
+flags.DEFINE_string("out_dir", None, "Where evaluate writes its JSON, plots and strips.")
+
+
+def _positive(name: str):
+    flags.register_validator(name, lambda v: v is None or v > 0,
+                             message=f"--{name} must be positive")
+
+
+for _name in ("batch_size", "learning_rate", "steps_per_epoch", "epochs", "rnn_units",
+              "checkpoint_every", "keep_checkpoints", "curriculum_start", "curriculum_max",
+              "eval_sequences", "eval_steps", "clip_norm", "curriculum_min_epochs"):
+    _positive(_name)
+
+flags.register_validator("keep_prob", lambda v: v is None or 0.0 < v <= 1.0,
+                         message="--keep_prob must be in (0, 1]")
+flags.register_validator("zoneout", lambda v: v is None or 0.0 <= v < 1.0,
+                         message="--zoneout must be in [0, 1)")
+flags.register_validator("momentum", lambda v: 0.0 <= v < 1.0,
+                         message="--momentum must be in [0, 1)")
+flags.register_multi_flags_validator(
+    ["curriculum_start", "curriculum_max"],
+    lambda d: d["curriculum_start"] <= d["curriculum_max"],
+    message="--curriculum_start must not exceed --curriculum_max")

@@ -1,0 +1,225 @@
+"""The HART model: HARTCell unrolled over a sequence, its losses and online stepping."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from hart_tf import losses
+from hart_tf.config import HARTConfig
+from hart_tf.layers.adaptive_loss_weights import AdaptiveLossWeights
+from hart_tf.layers.hart_cell import HARTCell
+from hart_tf.layers.spatial_attention import attention_to_box
+
+LOSS_TERMS = ("tracking", "attention", "appearance")
+
+
+@keras.saving.register_keras_serializable(package="hart_tf")
+class HART(keras.Model):
+    """Hierarchical Attentive Recurrent Tracker.
+
+    Frame 0 and its box build the initial state (the original's `zero_state`); every frame,
+    frame 0 included, is then one step of `HARTCell` run by `keras.layers.RNN`.
+
+    Args:
+        config: a `HARTConfig` (or its dict).
+        seed: seed of the dropout and zoneout noise.
+
+    Call arguments:
+        inputs: dict with `frames` (B, T, H, W, C) pixel values in [0, 255] (uint8 or float)
+            and `box0` (B, 4) the first box (y, x, h, w) in pixels.
+        training: sample dropout/zoneout noise and use batch statistics.
+
+    Returns:
+        dict with `boxes` (B, T, 4) predicted boxes (boxes[:, 0] == box0), `att_boxes`
+        (B, T, 4) the spatial-attention boxes, `attention` (B, T, 4) the attention state
+        a_t, `location_logits` and `location_maps` (B, T, fh, fw), `presence` (B, T) the
+        location map's peak (a confidence that the object is in the glimpse) and `dfn_l2`
+        (B, T) the dynamic filters' weight decay.
+
+    Reference: Kosiorek et al., NIPS 2017, section 3 and Fig. 2.
+    """
+
+    def __init__(self, config: HARTConfig | dict, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = HARTConfig.from_dict(config)
+        self.config = config
+        self.seed = seed
+        self.cell = HARTCell(config, name="hart_cell")
+        self.rnn = keras.layers.RNN(
+            self.cell, return_sequences=True, unroll=False, name="recurrence"
+        )
+        terms = ["tracking"]
+        if config.attention_loss:
+            terms.append("attention")
+        if config.appearance_attention and config.appearance_loss:
+            terms.append("appearance")
+        self.loss_terms = tuple(terms)
+        self.loss_weights_layer = (
+            AdaptiveLossWeights(terms, name="loss_weights") if config.adaptive_loss else None
+        )
+        self.noise_seed = keras.random.SeedGenerator(seed, name="noise_seed")
+        self._trackers = {
+            name: keras.metrics.Mean(name=name) for name in ("iou", *self.loss_terms)
+        }
+
+    def build(self, input_shape=None):
+        self.cell.build()
+        self.rnn.build((None, None, self.cell.input_size))
+        self.built = True
+
+    @property
+    def metrics(self):
+        tracked = super().metrics
+        return tracked + [m for m in self._trackers.values() if m not in tracked]
+
+    # ---- noise --------------------------------------------------------------------------
+
+    def _noise(self, batch, steps, training):
+        """Dropout masks (B, steps, fh, fw, maps) and zoneout masks (B, steps, 2U)."""
+        c = self.config
+        dshape = (batch, steps, *c.feature_shape, c.appearance_maps)
+        zshape = (batch, steps, 2 * c.rnn_units)
+        if training:
+            keep = keras.random.uniform(dshape, seed=self.noise_seed) < c.keep_prob
+            dropout = ops.cast(keep, "float32") / c.keep_prob
+            zone = keras.random.uniform(zshape, seed=self.noise_seed) >= c.zoneout
+            zoneout = ops.cast(zone, "float32")
+        else:
+            dropout = ops.ones(dshape, "float32")
+            zoneout = ops.full(zshape, 1.0 - c.zoneout, "float32")
+        return dropout, zoneout
+
+    @staticmethod
+    def _frames(frames):
+        return ops.cast(frames, "float32") / 255.0
+
+    # ---- forward ------------------------------------------------------------------------
+
+    def call(self, inputs, training=False):
+        frames = self._frames(inputs["frames"])  # (B, T, H, W, C)
+        box0 = ops.cast(inputs["box0"], "float32")  # (B, 4)
+        batch, steps = ops.shape(frames)[0], ops.shape(frames)[1]
+        dropout, zoneout = self._noise(batch, steps + 1, training)
+        state0, (mean0, var0) = self.cell.initial_state_from_frame(
+            frames[:, 0], box0, dropout[:, 0], training=training
+        )
+        packed = self.cell.pack_inputs(frames, dropout[:, 1:], zoneout[:, 1:])  # (B, T, D)
+        raw = self.rnn(packed, initial_state=state0, training=training)  # (B, T, out)
+        fields = self.cell.unpack_outputs(raw)
+        if training:
+            # BatchNorm statistics leave the loop and update the moving averages here.
+            n = ops.cast(steps, "float32")
+            mean = (ops.mean(fields["bn_mean"], axis=(0, 1)) * n + mean0) / (n + 1.0)
+            var = (ops.mean(fields["bn_var"], axis=(0, 1)) * n + var0) / (n + 1.0)
+            self.cell.appearance.update_moving_stats(mean, var)
+        return self._outputs(fields, box0)
+
+    def _outputs(self, fields, box0):
+        boxes = fields["box"]
+        # Step 0 reports the given box (its correction is not trained, as the original).
+        first = ops.arange(ops.shape(boxes)[1]) == 0  # (T,)
+        boxes = ops.where(first[None, :, None], box0[:, None, :], boxes)
+        logits = fields["location_logits"]
+        maps = ops.sigmoid(logits)
+        return {
+            "boxes": boxes,
+            "att_boxes": attention_to_box(fields["att"], self.config.image_size),
+            "attention": fields["att"],
+            "location_logits": logits,
+            "location_maps": maps,
+            "presence": ops.max(maps, axis=(-2, -1)),
+            "dfn_l2": fields["dfn_l2"],
+        }
+
+    # ---- online tracking ----------------------------------------------------------------
+
+    def init_state(self, frame, box0):
+        """State after seeing frame 0 with its box: call `step` on the next frames.
+
+        Args:
+            frame: (B, H, W, C) pixels in [0, 255]; box0: (B, 4) (y, x, h, w) pixels.
+        Returns:
+            list of state tensors [a, h, c, o].
+        """
+        state, _ = self.cell.initial_state_from_frame(self._frames(frame), box0)
+        _, state = self.step(frame, state)  # the sequence call also steps on frame 0
+        return state
+
+    def step(self, frame, state):
+        """One online step at inference: (B, H, W, C) frame -> (outputs dict, new state).
+
+        `outputs` holds `box`, `att_box`, `location_map` and `presence` for this frame.
+        Stepping frames 1..T-1 from `init_state` equals `call(training=False)`.
+        """
+        frame = self._frames(frame)
+        batch = ops.shape(frame)[0]
+        dropout, zoneout = self._noise(batch, 1, training=False)
+        packed = self.cell.pack_inputs(frame[:, None], dropout, zoneout)[:, 0]
+        raw, new_state = self.cell(packed, state, training=False)
+        f = self.cell.unpack_outputs(raw)
+        maps = ops.sigmoid(f["location_logits"])
+        out = {
+            "box": f["box"],
+            "att_box": attention_to_box(f["att"], self.config.image_size),
+            "location_map": maps,
+            "presence": ops.max(maps, axis=(-2, -1)),
+        }
+        return out, new_state
+
+    # ---- training -----------------------------------------------------------------------
+
+    def l2_weights(self):
+        """Weight matrices and kernels under the L2 penalty (no biases, norms, gates)."""
+        return [
+            w
+            for w in self.trainable_weights
+            if len(w.shape) >= 2 and "loss_weights" not in w.path
+        ]
+
+    def loss_and_terms(self, y, y_pred, with_weights: bool = True):
+        """`(total, terms)` of `losses.hart_loss`; `with_weights=False` leaves out what reads
+        model weights (the learned lambdas and the L2 penalty)."""
+        c = self.config
+        return losses.hart_loss(
+            y_pred,
+            y,
+            image_size=c.image_size,
+            feature_shape=c.feature_shape,
+            adaptive_weights=self.loss_weights_layer if with_weights else None,
+            attention_loss=c.attention_loss,
+            appearance_loss=c.appearance_attention and c.appearance_loss,
+            l2_weight=c.l2_weight if with_weights else 0.0,
+            l2_terms=self.l2_weights() if with_weights else (),
+        )
+
+    def loss_weights(self) -> dict[str, float]:
+        """Current learned loss weights lambda by term (empty without adaptive weights)."""
+        if self.loss_weights_layer is None:
+            return {}
+        return {k: float(ops.convert_to_numpy(v))
+                for k, v in self.loss_weights_layer.lambdas().items()}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total, _ = self.loss_and_terms(y, y_pred)
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Terms are recomputed here (cheap next to the forward pass): metric updates made
+        # inside compute_loss are not carried out of the JAX trainer's stateless scope, and
+        # model weights cannot be read here under JAX, so lambdas and L2 are logged apart.
+        _, terms = self.loss_and_terms(y, y_pred, with_weights=False)
+        for name, value in terms.items():
+            if name in self._trackers:
+                self._trackers[name].update_state(value)
+        return self.get_metrics_result()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"config": self.config.to_dict(), "seed": self.seed})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

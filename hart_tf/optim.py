@@ -1,0 +1,47 @@
+"""RMSProp with global-norm clipping that reports the gradient norm and skips bad steps."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="hart_tf")
+class GuardedRMSprop(keras.optimizers.RMSprop):
+    """RMSprop (momentum, global-norm clipping as the original) that also
+
+    - records the pre-clipping global gradient norm in `grad_norm` (for TensorBoard), and
+    - skips an update whose gradients are not all finite: the weights and slots stay as
+      they were, `bad_steps` counts the skipped updates and `consecutive_bad` the current
+      run of them, so training can stop after K in a row.
+    """
+
+    def build(self, variables):
+        super().build(variables)
+        self.grad_norm = self.add_variable((), initializer="zeros", name="grad_norm")
+        self.bad_steps = self.add_variable((), initializer="zeros", name="bad_steps")
+        self.consecutive_bad = self.add_variable((), initializer="zeros", name="consecutive_bad")
+
+    def apply(self, grads, trainable_variables=None):
+        grads = list(grads)
+        norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))
+        finite = ops.isfinite(norm)
+        # Non-finite gradients become zeros; the step is then undone below.
+        safe = [ops.where(finite, g, ops.zeros_like(g)) for g in grads]
+        if not self.built:
+            self.build(trainable_variables)
+        variables = trainable_variables or self._trainable_variables
+        before = [ops.copy(v.value) for v in variables]
+        slots_before = [ops.copy(v.value) for v in self.variables]
+        super().apply(safe, trainable_variables)
+        for v, old in zip(variables, before, strict=True):
+            v.assign(ops.where(finite, v.value, old))
+        for v, old in zip(self.variables, slots_before, strict=True):
+            if v is self.iterations or v.path in (self.grad_norm.path, self.bad_steps.path,
+                                                   self.consecutive_bad.path):
+                continue
+            v.assign(ops.where(finite, v.value, old))
+        self.grad_norm.assign(ops.where(finite, norm, self.grad_norm.value))
+        bad = 1.0 - ops.cast(finite, "float32")
+        self.bad_steps.assign(self.bad_steps + bad)
+        self.consecutive_bad.assign((self.consecutive_bad + bad) * bad)

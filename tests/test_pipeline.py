@@ -1,0 +1,105 @@
+"""Tests of the shared batching helpers and the tf.data wrapper."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from hart_tf.data import pipeline, synthetic
+
+CFG = synthetic.SyntheticConfig(image_size=(32, 40), target_size=(6.0, 12.0))
+SIZE = CFG.image_size
+
+
+def _seq(t, fill=0):
+    return {
+        "frames": np.full((t, *SIZE, 3), fill, np.uint8),
+        "boxes": np.full((t, 4), fill, np.float32),
+        "presence": np.ones((t,), np.float32),
+    }
+
+
+def test_stack_sequences():
+    batch = pipeline.stack_sequences([_seq(3, 1), _seq(3, 2)])
+    assert batch["frames"].shape == (2, 3, *SIZE, 3) and batch["frames"].dtype == np.uint8
+    assert batch["boxes"].shape == (2, 3, 4) and batch["presence"].shape == (2, 3)
+    np.testing.assert_array_equal(batch["boxes"][:, 0, 0], [1, 2])
+    pipeline.check_batch(batch, 2, SIZE)
+
+
+def test_stack_sequences_rejects_mismatch():
+    with pytest.raises(ValueError, match="'frames' differs in shape"):
+        pipeline.stack_sequences([_seq(3), _seq(4)])
+    with pytest.raises(ValueError, match="keys"):
+        pipeline.stack_sequences([_seq(3), {"frames": _seq(3)["frames"]}])
+    with pytest.raises(ValueError, match="no sequences"):
+        pipeline.stack_sequences([])
+
+
+def test_batch_sequences():
+    seqs = (_seq(2, i) for i in range(5))
+    batches = list(pipeline.batch_sequences(seqs, 2))
+    assert [b["boxes"][:, 0, 0].tolist() for b in batches] == [[0, 1], [2, 3]]
+    tail = list(pipeline.batch_sequences((_seq(2, i) for i in range(5)), 2, drop_remainder=False))
+    assert tail[-1]["frames"].shape[0] == 1
+    with pytest.raises(ValueError, match="batch_size"):
+        next(pipeline.batch_sequences([], 0))
+
+
+def test_check_batch_messages():
+    batch = pipeline.stack_sequences([_seq(3)])
+    with pytest.raises(ValueError, match="missing"):
+        pipeline.check_batch({"frames": batch["frames"]}, 1, SIZE)
+    bad = dict(batch, boxes=batch["boxes"].astype(np.float64))
+    with pytest.raises(ValueError, match=r"batch\['boxes'\] is float64"):
+        pipeline.check_batch(bad, 1, SIZE)
+    with pytest.raises(ValueError, match="frames"):
+        pipeline.check_batch(batch, 1, (48, 64))
+
+
+def test_tf_dataset_matches_numpy_iterator():
+    fn = synthetic.batch_fn(2, 3, seed=5, cfg=CFG)
+    ds = pipeline.tf_dataset(fn, batch_size=2, image_size=SIZE, num_parallel_calls=2)
+    spec = ds.element_spec
+    assert spec["frames"].shape.as_list() == [2, None, *SIZE, 3]
+    assert spec["frames"].dtype.name == "uint8" and spec["boxes"].dtype.name == "float32"
+    ref = synthetic.train_iterator(2, 3, seed=5, cfg=CFG)
+    for got, want in zip(itertools.islice(ds.as_numpy_iterator(), 3), ref, strict=False):
+        for k in pipeline.KEYS:
+            np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_tf_dataset_start_stop_and_further_map():
+    import tensorflow as tf
+
+    fn = synthetic.batch_fn(2, 4, seed=0, cfg=CFG)
+    ds = pipeline.tf_dataset(fn, batch_size=2, image_size=SIZE, start=1, stop=3)
+    # Downstream transforms compose with the generator inside Dataset.map.
+    ds = ds.map(lambda b: (tf.cast(b["frames"], tf.float32) / 255.0, b["boxes"][:, 0]))
+    out = list(ds.as_numpy_iterator())
+    assert len(out) == 2
+    np.testing.assert_allclose(out[0][0], fn(1)["frames"] / np.float32(255.0), rtol=1e-6)
+    np.testing.assert_array_equal(out[1][1], fn(2)["boxes"][:, 0])
+
+
+def test_tf_dataset_follows_seq_len_switch():
+    holder = [3]
+    fn = synthetic.batch_fn(1, lambda: holder[0], seed=0, cfg=CFG)
+    ds = pipeline.tf_dataset(fn, batch_size=1, image_size=SIZE, num_parallel_calls=1, prefetch=1)
+    it = ds.as_numpy_iterator()
+    assert next(it)["frames"].shape[1] == 3
+    holder[0] = 5
+    # Batches already in flight keep the old length; new ones take the new one, for good.
+    lengths = [next(it)["frames"].shape[1] for _ in range(6)]
+    assert lengths[-1] == 5 and lengths == sorted(lengths)
+
+
+def test_tf_dataset_reports_bad_batches():
+    import tensorflow as tf
+
+    def bad(index):
+        return dict(synthetic.train_batch(index, 1, 2, cfg=CFG), presence=np.ones((1, 2)))
+
+    ds = pipeline.tf_dataset(bad, batch_size=1, image_size=SIZE)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="presence"):
+        next(iter(ds))

@@ -1,0 +1,236 @@
+"""Tests of the embedded synthetic tracking dataset."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hart_tf.data import synthetic
+from hart_tf.data.synthetic import SyntheticConfig, make_sequence, sequence_rng
+
+CFG = SyntheticConfig()
+
+
+def _centres(boxes):
+    return boxes[..., :2] + boxes[..., 2:] / 2
+
+
+def test_shapes_and_dtypes():
+    seq = make_sequence(sequence_rng("train", 0, 0), 5, CFG)
+    assert set(seq) == {"frames", "boxes", "presence"}
+    assert seq["frames"].shape == (5, 96, 128, 3) and seq["frames"].dtype == np.uint8
+    assert seq["boxes"].shape == (5, 4) and seq["boxes"].dtype == np.float32
+    assert seq["presence"].shape == (5,) and seq["presence"].dtype == np.float32
+    batch = synthetic.train_batch(0, 3, 4, seed=0, cfg=CFG)
+    assert batch["frames"].shape == (3, 4, 96, 128, 3) and batch["frames"].dtype == np.uint8
+    assert batch["boxes"].shape == (3, 4, 4) and batch["presence"].shape == (3, 4)
+    # Sequences are not all black or constant: there is a textured background.
+    assert batch["frames"].std() > 10
+
+
+def test_deterministic_given_seed():
+    a = make_sequence(sequence_rng("train", 3, 7), 6, CFG)
+    b = make_sequence(sequence_rng("train", 3, 7), 6, CFG)
+    c = make_sequence(sequence_rng("train", 4, 7), 6, CFG)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["frames"], c["frames"])
+    assert not np.array_equal(a["boxes"], c["boxes"])
+
+    x = next(synthetic.train_iterator(2, 4, seed=1, cfg=CFG))
+    y = next(synthetic.train_iterator(2, 4, seed=1, cfg=CFG))
+    z = next(synthetic.train_iterator(2, 4, seed=2, cfg=CFG))
+    np.testing.assert_array_equal(x["frames"], y["frames"])
+    assert not np.array_equal(x["frames"], z["frames"])
+    # Consecutive batches of one stream differ; `start` resumes the stream where it was.
+    it = synthetic.train_iterator(2, 4, seed=1, cfg=CFG)
+    first, second = next(it), next(it)
+    assert not np.array_equal(first["boxes"], second["boxes"])
+    resumed = next(synthetic.train_iterator(2, 4, seed=1, cfg=CFG, start=1))
+    np.testing.assert_array_equal(resumed["frames"], second["frames"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_boxes_match_drawn_target(seed):
+    # The target alone on black: its non-zero pixels' bounding box is the box within 1 px.
+    rng_index = 100 + seed
+    debug = make_sequence(sequence_rng("val", 0, rng_index), 8, CFG, target_only=True)
+    full = make_sequence(sequence_rng("val", 0, rng_index), 8, CFG)
+    np.testing.assert_array_equal(debug["boxes"], full["boxes"])
+    for t in range(8):
+        mask = debug["frames"][t].max(-1) > 0
+        ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+        drawn = np.array([ys[0], xs[0], ys[-1] + 1, xs[-1] + 1], float)  # (y0, x0, y1, x1)
+        y, x, h, w = debug["boxes"][t]
+        np.testing.assert_allclose(drawn, [y, x, y + h, x + w], atol=1.0)
+
+
+def test_boxes_match_every_shape():
+    # Many sequences so that every shape and orientation is drawn at least once.
+    shapes = set()
+    for i in range(40):
+        rng = sequence_rng("test", 0, i)
+        debug = make_sequence(rng, 2, CFG, target_only=True)
+        shapes.add(synthetic._make_objects(sequence_rng("test", 0, i), 2, CFG)[0].shape)
+        mask = debug["frames"][1].max(-1) > 0
+        ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+        y, x, h, w = debug["boxes"][1]
+        np.testing.assert_allclose(
+            [ys[0], xs[0], ys[-1] + 1, xs[-1] + 1], [y, x, y + h, x + w], atol=1.0
+        )
+    assert shapes == set(synthetic.SHAPES)
+
+
+def test_target_inside_and_moving_smoothly():
+    batch = synthetic.fixed_set("val", 16, 20, CFG)
+    boxes = batch["boxes"].astype(np.float64)
+    hgt, wid = CFG.image_size
+    assert (boxes[..., 0] >= -1e-3).all() and (boxes[..., 1] >= -1e-3).all()
+    assert (boxes[..., 0] + boxes[..., 2] <= hgt + 1e-3).all()
+    assert (boxes[..., 1] + boxes[..., 3] <= wid + 1e-3).all()
+    np.testing.assert_array_equal(batch["presence"], 1.0)
+    lo, hi = CFG.target_size
+    size = np.sqrt(boxes[..., 2] * boxes[..., 3])
+    assert (size >= lo * 0.99).all() and (size <= hi * 1.01).all()
+    # Speed per axis never exceeds the cap (bounces keep it); scale drifts slowly.
+    step = np.abs(np.diff(_centres(boxes), axis=1))
+    assert step.max() <= CFG.max_speed + 1e-6
+    assert step.mean() > 0.3  # and the target does move
+    assert np.abs(np.diff(np.log(size), axis=1)).max() < 0.2
+    assert np.ptp(np.log(size), axis=1).max() > 0.05  # and its scale does change
+
+
+def test_leaving_target_loses_presence():
+    cfg = SyntheticConfig(allow_leave=True, max_speed=6.0)
+    left = 0
+    for i in range(20):
+        seq = make_sequence(sequence_rng("train", 0, i), 20, cfg)
+        c = _centres(seq["boxes"])
+        inside = (c >= 0).all(-1) & (c < cfg.image_size).all(-1)
+        expect = np.cumprod(inside)  # 1 until the first frame outside, then 0 for good
+        np.testing.assert_array_equal(seq["presence"], expect)
+        left += int(expect[-1] == 0)
+    assert left > 0
+
+
+def test_distractors_cross_target_and_look_alike():
+    counts, closest = [], []
+    for i in range(30):
+        seq = make_sequence(sequence_rng("train", 5, i), 12, CFG, with_extras=True)
+        dis = seq["distractor_boxes"]  # (T, N, 4)
+        counts.append(dis.shape[1])
+        target_size = np.sqrt(seq["boxes"][:, 2] * seq["boxes"][:, 3]).mean()
+        gap = np.linalg.norm(_centres(dis) - _centres(seq["boxes"])[:, None], axis=-1)  # (T, N)
+        # Every distractor comes within 1.5 target sizes of the target's centre at some frame
+        # (its path is aimed at the target's with a random offset of 0.3 sizes per axis).
+        assert (gap.min(0) < 1.5 * target_size).all(), (i, gap.min(0), target_size)
+        closest.extend(gap.min(0) / target_size)
+        # Look-alike: a distractor's size is close to the target's.
+        dis_size = np.sqrt(dis[..., 2] * dis[..., 3]).mean(0)
+        assert (np.abs(np.log(dis_size / target_size)) < 0.8).all()
+    assert min(counts) >= CFG.n_distractors[0] and max(counts) <= CFG.n_distractors[1]
+    assert len(set(counts)) > 1
+    assert np.median(closest) < 0.6  # most pass right over it
+
+
+def test_distractors_share_the_targets_look():
+    for i in range(10):
+        objs = synthetic._make_objects(sequence_rng("train", 9, i), 1, CFG)
+        target = objs[0]
+        for dis in objs[1:]:
+            assert (dis.shape, dis.orient, dis.texture) == (
+                target.shape,
+                target.orient,
+                target.texture,
+            )
+            assert np.abs(np.r_[dis.c1 - target.c1, dis.c2 - target.c2]).max() < 100
+
+
+def test_occluder_passes_over_target():
+    cfg = SyntheticConfig(occlusion_prob=1.0)
+    for i in range(10):
+        seq = make_sequence(sequence_rng("train", 0, i), 10, cfg, with_extras=True)
+        occ = seq["occluder_boxes"][:, 0]  # (T, 4)
+        box = seq["boxes"]
+        overlap_y = np.minimum(occ[:, 0] + occ[:, 2], box[:, 0] + box[:, 2]) - np.maximum(
+            occ[:, 0], box[:, 0]
+        )
+        overlap_x = np.minimum(occ[:, 1] + occ[:, 3], box[:, 1] + box[:, 3]) - np.maximum(
+            occ[:, 1], box[:, 1]
+        )
+        covered = np.maximum(overlap_y, 0) * np.maximum(overlap_x, 0) / (box[:, 2] * box[:, 3])
+        assert covered.max() > 0.05, i  # it does pass over the target
+        assert covered.max() < 0.9, i  # but covers only part of it
+    none = make_sequence(
+        sequence_rng("train", 0, 0), 10, SyntheticConfig(occlusion_prob=0.0), with_extras=True
+    )
+    assert none["occluder_boxes"].shape == (10, 0, 4)
+
+
+def test_fixed_set_identical_and_apart_from_training():
+    a = synthetic.fixed_set("test", 3, 5, CFG)
+    b = synthetic.fixed_set("test", 3, 5, CFG)
+    v = synthetic.fixed_set("val", 3, 5, CFG)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["boxes"], v["boxes"])
+    for seed in range(3):
+        train = synthetic.train_batch(0, 3, 5, seed=seed, cfg=CFG)
+        assert not np.array_equal(a["boxes"], train["boxes"])
+        assert not np.array_equal(v["boxes"], train["boxes"])
+
+
+def test_seq_len_switch_takes_effect():
+    holder = [3]
+    it = synthetic.train_iterator(2, lambda: holder[0], seed=0, cfg=CFG)
+    assert next(it)["frames"].shape[1] == 3
+    holder[0] = 6
+    batch = next(it)
+    assert batch["frames"].shape[1] == 6 and batch["boxes"].shape[1] == 6
+
+
+def test_small_images_and_single_frame():
+    cfg = SyntheticConfig(image_size=(32, 40), target_size=(6.0, 12.0))
+    seq = make_sequence(sequence_rng("train", 0, 0), 1, cfg)
+    assert seq["frames"].shape == (1, 32, 40, 3)
+    long = make_sequence(sequence_rng("train", 0, 0), 60, cfg)  # pans at most a frame
+    assert long["frames"].shape == (60, 32, 40, 3)
+    alone = SyntheticConfig(n_distractors=(0, 0), occlusion_prob=0.0)
+    seq = make_sequence(sequence_rng("train", 0, 0), 4, alone, with_extras=True)
+    assert seq["distractor_boxes"].shape == (4, 0, 4) and seq["frames"].std() > 10
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(target_size=(30, 10)), "target_size"),
+        (dict(target_size=(10, 60)), "too big"),
+        (dict(aspect=(0, 2)), "aspect"),
+        (dict(n_distractors=(2, 1)), "n_distractors"),
+        (dict(occlusion_prob=1.5), "occlusion_prob"),
+        (dict(max_speed=-1.0), "max_speed"),
+    ],
+)
+def test_bad_config_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticConfig(**kwargs)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="seq_len"):
+        make_sequence(sequence_rng("train", 0, 0), 0, CFG)
+    with pytest.raises(ValueError, match="split"):
+        synthetic.fixed_set("train", 2, 3, CFG)
+    with pytest.raises(ValueError, match="batch_size"):
+        next(synthetic.train_iterator(0, 3))
+    with pytest.raises(ValueError, match="seed"):
+        sequence_rng("train", -1, 0)
+
+
+def test_no_tensorflow_import():
+    code = (
+        "import sys, hart_tf.data.synthetic, hart_tf.data.pipeline;"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
