@@ -97,3 +97,16 @@ flags.register_multi_flags_validator(
     ["curriculum_start", "curriculum_max"],
     lambda d: d["curriculum_start"] <= d["curriculum_max"],
     message="--curriculum_start must not exceed --curriculum_max")
+
+# --- tracking / export -------------------------------------------------------------------
+flags.DEFINE_string("model", None, "track: a SavedModel export folder, a .keras checkpoint "
+                    "or a run folder.")
+flags.DEFINE_string("frames", None, "track: folder of .jpg/.png frames (natural sort order).")
+flags.DEFINE_string("video", None, "track: a video file instead of --frames (needs the video "
+                    "extra: pip install -e '.[video]').")
+flags.DEFINE_string("init", None, "track: the first frame's box as x,y,w,h in pixels; at "
+                    "least half of it must lie inside the frame.")
+flags.DEFINE_string("out", None, "track: where to write one x,y,w,h line per frame.")
+flags.DEFINE_string("gif", None, "track: optional GIF of the frames with the tracked boxes.")
+flags.DEFINE_string("export_dir", None, "export: SavedModel folder to write (for TF Serving "
+                    "a numbered version, e.g. models/hart/1).")

@@ -24,6 +24,11 @@ class HART(keras.Model):
     Args:
         config: a `HARTConfig` (or its dict).
         seed: seed of the dropout and zoneout noise.
+        unroll: unroll the recurrence over time (a Python loop of T cell calls) instead of
+            one compiled loop (`jax.lax.scan` / `tf.while_loop`); needs a static T.
+        mixed_precision: run V1, the appearance attention and the LSTM in bfloat16 (float32
+            weights); the spatial attention, the attention update, boxes, batch-norm
+            statistics and the losses stay float32 (see `HARTCell`).
 
     Call arguments:
         inputs: dict with `frames` (B, T, H, W, C) pixel values in [0, 255] (uint8 or float)
@@ -40,15 +45,24 @@ class HART(keras.Model):
     Reference: Kosiorek et al., NIPS 2017, section 3 and Fig. 2.
     """
 
-    def __init__(self, config: HARTConfig | dict, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        config: HARTConfig | dict,
+        seed: int | None = None,
+        unroll: bool = False,
+        mixed_precision: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             config = HARTConfig.from_dict(config)
         self.config = config
         self.seed = seed
-        self.cell = HARTCell(config, name="hart_cell")
+        self.unroll = bool(unroll)
+        self.mixed_precision = bool(mixed_precision)
+        self.cell = HARTCell(config, mixed_precision=self.mixed_precision, name="hart_cell")
         self.rnn = keras.layers.RNN(
-            self.cell, return_sequences=True, unroll=False, name="recurrence"
+            self.cell, return_sequences=True, unroll=self.unroll, name="recurrence"
         )
         terms = ["tracking"]
         if config.attention_loss:
@@ -217,7 +231,8 @@ class HART(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"config": self.config.to_dict(), "seed": self.seed})
+        config.update({"config": self.config.to_dict(), "seed": self.seed,
+                       "unroll": self.unroll, "mixed_precision": self.mixed_precision})
         return config
 
     @classmethod

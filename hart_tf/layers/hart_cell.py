@@ -78,8 +78,14 @@ class HARTCell(keras.layers.Layer):
     transforms use ReLU (its AffineLayer default), the LSTM's candidate block starts as
     0.95 * I. One difference: zoneout is not applied in the initial-state step.
 
+    With `mixed_precision` V1 and the LSTM compute in bfloat16 with float32 weights (V1 holds
+    over 90% of the FLOPs); their outputs are cast back, so the glimpse, the appearance
+    attention (its batch statistics, dynamic-filter L2 and location logits feed the losses),
+    the recurrent state, the attention update and the boxes stay float32.
+
     Args:
         config: a `HARTConfig` (or its dict).
+        mixed_precision: bfloat16 compute for V1 and the LSTM.
 
     Call arguments:
         inputs: `(B, D)` packed step input (see above).
@@ -93,11 +99,14 @@ class HARTCell(keras.layers.Layer):
     sections 3-4, equations (1)-(6).
     """
 
-    def __init__(self, config: HARTConfig | dict, **kwargs):
+    def __init__(self, config: HARTConfig | dict, mixed_precision: bool = False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             config = HARTConfig.from_dict(config)
         self.config = config
+        self.mixed_precision = bool(mixed_precision)
+        # Only the heavy, error-tolerant parts get a bf16 policy; the rest keeps the default.
+        low = {"dtype": "mixed_bfloat16"} if self.mixed_precision else {}
         c = config
         units = c.rnn_units
         self.units = units
@@ -117,9 +126,9 @@ class HARTCell(keras.layers.Layer):
             c.glimpse_size, c.image_size, learned_sigma=c.learned_sigma, name="spatial_attention"
         )
         if c.v1 == "alexnet":
-            self.v1 = AlexNetV1(name="v1")
+            self.v1 = AlexNetV1(name="v1", **low)
         else:
-            self.v1 = SmallV1(channels=c.v1_channels, name="v1")
+            self.v1 = SmallV1(channels=c.v1_channels, name="v1", **low)
         self.appearance = AppearanceAttention(
             appearance_maps=c.appearance_maps,
             dorsal_units=c.dorsal_units,
@@ -133,6 +142,7 @@ class HARTCell(keras.layers.Layer):
             kernel_initializer="orthogonal",
             recurrent_initializer=CandidateIdentityOrthogonal(0.95),
             name="lstm",
+            **low,
         )
         if c.appearance_attention:
             self.mask_features = keras.layers.Dense(10, activation="elu", name="mask_features")
@@ -224,7 +234,7 @@ class HARTCell(keras.layers.Layer):
         glimpse = self.spatial_attention(frame, att)  # (B, gh, gw, C)
         if self.config.normalize_glimpse:
             glimpse = contrast_normalize(glimpse)
-        v1 = self.v1(glimpse)  # (B, fh, fw, Cv1)
+        v1 = ops.cast(self.v1(glimpse), "float32")  # (B, fh, fw, Cv1); no-op unless bf16
         app = self.appearance(
             v1, appearance_vec, training=training, dropout_mask=dropout_mask, use_dorsal=dorsal
         )
@@ -233,6 +243,11 @@ class HARTCell(keras.layers.Layer):
         flat = ops.reshape(features, (batch, -1))  # (B, fh*fw*maps)
         f = self.fc_features(ops.concatenate([flat, att], axis=-1))
         return f, app, glimpse
+
+    def _lstm(self, f, states, training):
+        o, (h, c) = self.lstm(f, states, training=training)
+        # The recurrent state stays float32 (a loop carry keeps one dtype).
+        return ops.cast(o, "float32"), (ops.cast(h, "float32"), ops.cast(c, "float32"))
 
     # ---- the recurrence -----------------------------------------------------------------
 
@@ -251,7 +266,7 @@ class HARTCell(keras.layers.Layer):
         f, app, _ = self._features(frame, att0, zeros, dropout_mask, training, dorsal=False)
         if self.config.transform_init:
             f = self.init_features(f)
-        o, (h, c) = self.lstm(f, [zeros, zeros], training=training)
+        o, (h, c) = self._lstm(f, [zeros, zeros], training)
         if self.config.transform_init:
             h, c = self.init_h(h), self.init_c(c)
         att = att0 + self.att_bias[None, :]
@@ -269,7 +284,7 @@ class HARTCell(keras.layers.Layer):
         zoneout = inputs[:, fs + ds :]  # (B, 2U)
 
         f, app, _ = self._features(frame, att, o_prev, dropout_mask, training)
-        o, (h_new, c_new) = self.lstm(f, [h_prev, c_prev], training=training)
+        o, (h_new, c_new) = self._lstm(f, [h_prev, c_prev], training)
         z_h, z_c = zoneout[:, : self.units], zoneout[:, self.units :]
         h = h_prev + z_h * (h_new - h_prev)
         c_state = c_prev + z_c * (c_new - c_prev)
@@ -308,5 +323,5 @@ class HARTCell(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"config": self.config.to_dict()})
+        config.update({"config": self.config.to_dict(), "mixed_precision": self.mixed_precision})
         return config

@@ -1,0 +1,218 @@
+"""Online tracking with a trained HART, frame by frame, like an OpenCV or GOT-10k tracker.
+
+    tracker = Tracker.from_checkpoint("checkpoints/hart")   # or Tracker.from_saved_model(dir)
+    tracker.init(first_frame, (x, y, w, h))
+    for frame in frames:
+        x, y, w, h = tracker.update(frame)
+
+Frames are uint8 RGB (H, W, 3) of any size: each is resized to the model's input size and
+boxes are mapped back to that frame's pixels. Boxes are (x, y, w, h), the top-left corner
+first. `init(frame, boxes)` with boxes (N, 4) follows N objects at once: `update` then runs
+one batched step on the frame tiled N times and returns (N, 4).
+
+The step is compiled once per tracker (a `tf.function` with a dynamic batch on the
+TensorFlow backend, `jax.jit` on JAX; a SavedModel's `step` signature is compiled already).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from PIL import Image
+
+from hart_tf.data.images import RESAMPLE
+
+# (frames (N, H, W, C) float32, boxes (N, 4) yxhw) -> state
+InitFn = Callable[[np.ndarray, np.ndarray], Any]
+# (frames (N, H, W, C) float32, state) -> ({box, att_box, presence, location_map}, state)
+StepFn = Callable[[np.ndarray, Any], tuple[dict[str, Any], Any]]
+
+
+def _model_functions(model) -> tuple[InitFn, StepFn]:
+    """`init_state` and `step` of a Keras HART, compiled for the current backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        h, w = model.config.image_size
+        frame = tf.TensorSpec([None, h, w, model.config.channels], tf.float32)
+        box = tf.TensorSpec([None, 4], tf.float32)
+        units = model.config.rnn_units
+        state = [tf.TensorSpec([None, 4], tf.float32)] + 3 * [
+            tf.TensorSpec([None, units], tf.float32)
+        ]
+        # Input signatures with a dynamic batch: one trace serves any number of objects.
+        init = tf.function(model.init_state, input_signature=[frame, box], autograph=False)
+        step = tf.function(model.step, input_signature=[frame, state], autograph=False)
+        return init, step
+    if backend == "jax":
+        import jax
+
+        variables = model.variables
+
+        def stateless(fn):
+            # Weights are arguments, not constants baked into the compiled program.
+            def run(values, *args):
+                with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                    return fn(*args)
+
+            jitted = jax.jit(run)
+            return lambda *args: jitted([v.value for v in variables], *args)
+
+        return stateless(model.init_state), stateless(model.step)
+    return model.init_state, model.step  # other backends: eager, uncompiled
+
+
+def _check_frame(frame, where: str) -> np.ndarray:
+    a = np.asarray(frame)
+    if a.ndim != 3 or a.shape[-1] != 3 or 0 in a.shape:
+        raise ValueError(f"{where}: frame must be an RGB image (H, W, 3), got shape {a.shape}")
+    if a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.number):
+            raise ValueError(f"{where}: frame must be uint8 RGB, got dtype {a.dtype}")
+        a = np.clip(np.nan_to_num(a.astype(np.float32)), 0, 255).round().astype(np.uint8)
+    return a
+
+
+class Tracker:
+    """A trained HART behind the OpenCV / GOT-10k `init` and `update` calls.
+
+    Build one with `from_checkpoint`, `from_saved_model` or `from_model`.
+
+    Args:
+        init_fn: (frames (N, H, W, C) float32, boxes (N, 4) (y, x, h, w)) -> state.
+        step_fn: (frames (N, H, W, C) float32, state) -> (outputs, state), outputs holding
+            `box`, `att_box` (N, 4) (y, x, h, w), `presence` (N,) and `location_map`.
+        image_size: (H, W) of the model's input frames.
+    """
+
+    def __init__(self, init_fn: InitFn, step_fn: StepFn, image_size: tuple[int, int]):
+        self._init_fn = init_fn
+        self._step_fn = step_fn
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self._state = None
+        self._single = True
+        self._count = 0
+        self.last: dict[str, np.ndarray] = {}
+
+    # ---- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_model(cls, model) -> Tracker:
+        """Tracks with a Keras `HART` in memory."""
+        init, step = _model_functions(model)
+        return cls(init, step, model.config.image_size)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike) -> Tracker:
+        """Tracks with a `.keras` checkpoint, or a run folder's best (else latest) one."""
+        from hart_tf.checkpoints import resolve_checkpoint
+        from hart_tf.saving import load_model
+
+        return cls.from_model(load_model(resolve_checkpoint(path)))
+
+    @classmethod
+    def from_saved_model(cls, path: str | os.PathLike) -> Tracker:
+        """Tracks with a SavedModel written by `hart_tf.export` (needs TensorFlow only)."""
+        import tensorflow as tf
+
+        from hart_tf.export import STATE_KEYS
+
+        path = Path(path)
+        if not (path / "saved_model.pb").is_file():
+            raise ValueError(f"{path}: not a SavedModel folder (no saved_model.pb)")
+        loaded = tf.saved_model.load(str(path))
+        missing = [k for k in ("init", "step") if k not in loaded.signatures]
+        if missing:
+            raise ValueError(f"{path}: SavedModel lacks the {' and '.join(missing)} signature "
+                             "(export it with python -m hart_tf.export)")
+        init_sig, step_sig = loaded.signatures["init"], loaded.signatures["step"]
+        keras_file = path / "hart.keras"
+        if not keras_file.is_file():
+            raise ValueError(f"{path}: no hart.keras beside the SavedModel, so its input size "
+                             "is unknown (export it with python -m hart_tf.export)")
+        image_size = _image_size_from_keras_file(keras_file)
+
+        def init(frames, boxes):
+            out = init_sig(frame=tf.constant(frames), box0=tf.constant(boxes))
+            return {k: out[k] for k in STATE_KEYS}
+
+        def step(frames, state):
+            out = step_sig(frame=tf.constant(frames), **state)
+            return out, {k: out[k] for k in STATE_KEYS}
+
+        tracker = cls(init, step, image_size)
+        tracker._saved_model = loaded  # signatures stop working once their object is freed
+        return tracker
+
+    # ---- the OpenCV / GOT-10k protocol --------------------------------------------------
+
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        """Starts tracking the object(s) in `box`: (x, y, w, h), or (N, 4) for N objects."""
+        b = np.asarray(box, np.float32)
+        if b.shape not in ((4,), *(((n, 4),) for n in b.shape[:1] if b.ndim == 2 and n > 0)):
+            raise ValueError(f"Tracker.init: box must be (x, y, w, h) or (N, 4), got shape "
+                             f"{b.shape}")
+        boxes = b.reshape(-1, 4)  # (N, 4)
+        if not np.all(np.isfinite(boxes)) or np.any(boxes[:, 2:] <= 0):
+            raise ValueError(f"Tracker.init: boxes must be finite (x, y, w, h) with w, h > 0, "
+                             f"got {b.tolist()}")
+        frames, scale = self._prepare(frame, len(boxes), "Tracker.init")
+        yxhw = boxes[:, [1, 0, 3, 2]] * scale  # (N, 4) model pixels
+        self._state = self._init_fn(frames, yxhw)
+        self._single = b.ndim == 1
+        self._count = len(boxes)
+        self.last = {"box": b.copy()}
+
+    def update(self, frame: np.ndarray) -> np.ndarray:
+        """The object's box (x, y, w, h) in `frame` (or (N, 4) after a batched `init`).
+
+        `last` then also holds `att_box` (the glimpse, as (x, y, w, h)), `presence` (how
+        sure the model is that the object is in the glimpse, 0-1) and `location_map`.
+        """
+        if self._state is None:
+            raise RuntimeError("Tracker.update: call init(frame, box) first")
+        frames, scale = self._prepare(frame, self._count, "Tracker.update")
+        out, self._state = self._step_fn(frames, self._state)
+        # (y, x, h, w) in model pixels -> (x, y, w, h) in this frame's pixels.
+        box = np.asarray(out["box"])[:, [1, 0, 3, 2]] / scale[[1, 0, 3, 2]]
+        att = np.asarray(out["att_box"])[:, [1, 0, 3, 2]] / scale[[1, 0, 3, 2]]
+        self.last = {
+            "box": box,
+            "att_box": att,
+            "presence": np.asarray(out["presence"]),
+            "location_map": np.asarray(out["location_map"]),
+        }
+        if self._single:
+            self.last = {k: v[0] for k, v in self.last.items()}
+        return self.last["box"].copy()
+
+    def _prepare(self, frame, n: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+        """Frame resized to the model, tiled n times; and the (y, x, h, w) scale to model."""
+        img = _check_frame(frame, where)
+        h, w = self.image_size
+        fh, fw = img.shape[:2]
+        if (fh, fw) != (h, w):
+            img = np.asarray(Image.fromarray(img).resize((w, h), RESAMPLE))
+        scale = np.array([h / fh, w / fw, h / fh, w / fw], np.float32)
+        frames = np.broadcast_to(img.astype(np.float32), (n, h, w, img.shape[-1]))  # (N, H, W, C)
+        return np.ascontiguousarray(frames), scale
+
+
+def _image_size_from_keras_file(path: Path) -> tuple[int, int]:
+    """The model's (H, W), read from the config inside a `.keras` zip (no weights loaded)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+        size = config["config"]["config"]["image_size"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: unreadable HART .keras file ({e})") from None
+    return int(size[0]), int(size[1])
