@@ -42,24 +42,25 @@ flags.DEFINE_integer("batch_size", 32, "Sequences per batch (paper: 10).")
 flags.DEFINE_float("learning_rate", 1e-4, "RMSProp learning rate (paper: 3.33e-6).")
 flags.DEFINE_float("momentum", 0.9, "RMSProp momentum (paper: .9).")
 flags.DEFINE_float("clip_norm", 1.0, "Gradient clipping by global norm (paper: .3).")
-flags.DEFINE_list("lr_decay", [], "Learning-rate factors by sequence length, e.g. 20:0.3 "
+flags.DEFINE_list("lr_decay", ["20:0.3"], "Learning-rate factors by sequence length, e.g. 20:0.3 "
                   "multiplies the rate by .3 once the curriculum reaches 20 steps.")
 flags.DEFINE_integer("steps_per_epoch", 50, "Training steps per epoch (curriculum check).")
-flags.DEFINE_integer("epochs", 60, "Number of epochs to train.")
-flags.DEFINE_float("max_minutes", 0.0, "Stop after this many minutes of training (0: off).")
+flags.DEFINE_integer("epochs", 200, "Number of epochs to train.")
+flags.DEFINE_float("max_minutes", 8.5, "Stop after this many minutes of training (0: off).")
 flags.DEFINE_integer("seed", 0, "Random seed for weights, data and noise.")
 flags.DEFINE_bool("mixed_precision", False, "bf16 compute with float32 losses/attention.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
                   "XLA-compile the train step; auto: on for JAX, off for TF on CPU.")
-flags.DEFINE_bool("unroll", False, "Unroll the recurrence instead of a compiled loop.")
+flags.DEFINE_bool("unroll", True, "Unroll the recurrence instead of a compiled loop "
+                  "(TF on CPU: 30% faster steps, one graph per sequence length).")
 
 # --- curriculum (the original's TrainSchedule) -------------------------------------------
 flags.DEFINE_integer("curriculum_start", 5, "First training sequence length.")
 flags.DEFINE_integer("curriculum_max", 20, "Longest training sequence length.")
-flags.DEFINE_list("curriculum_lengths", [],
+flags.DEFINE_list("curriculum_lengths", ["5", "10", "20"],
                   "Explicit lengths to step through (e.g. 5,10,20); default start..max by 1.")
-flags.DEFINE_float("curriculum_threshold", 0.70, "Train IoU needed to grow at the start length.")
-flags.DEFINE_float("curriculum_threshold_decrease", 0.05,
+flags.DEFINE_float("curriculum_threshold", 0.65, "Train IoU needed to grow at the start length.")
+flags.DEFINE_float("curriculum_threshold_decrease", 0.0,
                    "The threshold falls linearly by this much from start to max length.")
 flags.DEFINE_integer("curriculum_min_epochs", 1, "Least epochs at a length before growing.")
 
@@ -71,7 +72,7 @@ flags.DEFINE_integer("checkpoint_every", 200, "Save a checkpoint every N steps."
 flags.DEFINE_integer("keep_checkpoints", 3, "Keep the last K step checkpoints (and the best).")
 flags.DEFINE_bool("resume", True, "Continue from the last checkpoint of this run if any.")
 flags.DEFINE_integer("image_every", 500, "Log TensorBoard images every N steps (0: off).")
-flags.DEFINE_integer("eval_sequences", 64, "Validation/test sequences for evaluation.")
+flags.DEFINE_integer("eval_sequences", 32, "Validation/test sequences for evaluation.")
 flags.DEFINE_integer("eval_steps", None, "Sequence length for evaluation (30 synthetic, 60 KITTI).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint (.keras) to evaluate / export / track with.")
 flags.DEFINE_string("out_dir", None, "Where evaluate writes its JSON, plots and strips.")

@@ -81,6 +81,7 @@ def _jit(options: TrainOptions) -> bool:
 def build_model(options: TrainOptions) -> HART:
     model = HART(options.config, seed=options.seed)
     model.build()
+    model.rnn.unroll = options.unroll
     optimizer = GuardedRMSprop(
         learning_rate=options.learning_rate,
         momentum=options.momentum,

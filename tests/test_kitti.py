@@ -52,31 +52,6 @@ def real_labels(shared_data):
     return str(shared_data / "kitti_tracking" / "training" / "label_02")
 
 
-@pytest.fixture
-def six_frames(shared_data, tmp_path):
-    """The six real frames as two 3-frame sequences (renumbered 0..2) with their real labels.
-
-    Sequence 0000 is 0001's frames 10, 15, 20 (1242x375); 0001 is 0016's 2, 7, 12 (1224x370).
-    """
-    real = shared_data / "kitti_tracking" / "training"
-    for new, (old, frames) in {"0000": ("0001", (10, 15, 20)),
-                               "0001": ("0016", (2, 7, 12))}.items():
-        folder = tmp_path / "training" / "image_02" / new
-        folder.mkdir(parents=True)
-        rows = []
-        for i, f in enumerate(frames):
-            (folder / f"{i:06d}.png").write_bytes((real / "image_02" / old / f"{f:06d}.png")
-                                                 .read_bytes())
-            for line in (real / "label_02" / f"{old}.txt").read_text().splitlines():
-                vals = line.split()
-                if int(vals[0]) == f:
-                    rows.append(" ".join([str(i)] + vals[1:]))
-        labels = tmp_path / "training" / "label_02"
-        labels.mkdir(parents=True, exist_ok=True)
-        (labels / f"{new}.txt").write_text("\n".join(rows) + "\n")
-    return tmp_path
-
-
 def _reference_windows(label_path, seq_len, train_fraction=0.8):
     """Windows per split of one label file, from a presence matrix (independent of kitti.py)."""
     table = np.genfromtxt(label_path, dtype=str)  # (rows, 17)
