@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import traceback
 
 from hart_tf import flags as hflags
 from hart_tf.config import HARTConfig
@@ -12,6 +14,17 @@ FLAGS = hflags.FLAGS
 
 # User mistakes are reported as one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _raised_by_us(error: BaseException) -> bool:
+    """True when the innermost frame of the error is hart_tf code (a message we wrote).
+
+    A ValueError from deep inside Keras or TensorFlow is a bug, not a user mistake: it keeps
+    its traceback instead of being cut to one misleading line.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and os.path.abspath(frames[-1].filename).startswith(_PACKAGE_DIR)
 
 
 def one_line_errors(main):
@@ -22,6 +35,8 @@ def one_line_errors(main):
         try:
             return main(argv)
         except USER_ERRORS as e:
+            if not _raised_by_us(e):
+                raise
             message = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
             print(f"error: {message}", file=sys.stderr)
             sys.exit(2)

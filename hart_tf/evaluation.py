@@ -14,7 +14,10 @@ from hart_tf import metrics
 
 def predict(model, data: dict[str, np.ndarray], batch_size: int = 32) -> dict[str, np.ndarray]:
     """Runs `model` (training=False) over stacked sequences in batches -> numpy outputs."""
+    from hart_tf.training import use_function_for_length
+
     n = len(data["frames"])
+    use_function_for_length(model, "predict", data["frames"].shape[1])
     outs: dict[str, list] = {}
     for i in range(0, n, batch_size):
         x = {"frames": data["frames"][i : i + batch_size],

@@ -38,7 +38,7 @@ flags.DEFINE_bool("adaptive_loss", True, "Learn the loss weights (lambda = s^2 +
 flags.DEFINE_float("l2_weight", 1e-4, "L2 weight decay on weight matrices and DFN weights.")
 
 # --- optimisation ------------------------------------------------------------------------
-flags.DEFINE_integer("batch_size", 32, "Sequences per batch (paper: 10).")
+flags.DEFINE_integer("batch_size", 16, "Sequences per batch (paper: 10).")
 flags.DEFINE_float("learning_rate", 1e-4, "RMSProp learning rate (paper: 3.33e-6).")
 flags.DEFINE_float("momentum", 0.9, "RMSProp momentum (paper: .9).")
 flags.DEFINE_float("clip_norm", 1.0, "Gradient clipping by global norm (paper: .3).")
@@ -59,7 +59,7 @@ flags.DEFINE_integer("curriculum_start", 5, "First training sequence length.")
 flags.DEFINE_integer("curriculum_max", 20, "Longest training sequence length.")
 flags.DEFINE_list("curriculum_lengths", ["5", "10", "20"],
                   "Explicit lengths to step through (e.g. 5,10,20); default start..max by 1.")
-flags.DEFINE_float("curriculum_threshold", 0.65, "Train IoU needed to grow at the start length.")
+flags.DEFINE_float("curriculum_threshold", 0.55, "Train IoU needed to grow at the start length.")
 flags.DEFINE_float("curriculum_threshold_decrease", 0.0,
                    "The threshold falls linearly by this much from start to max length.")
 flags.DEFINE_integer("curriculum_min_epochs", 1, "Least epochs at a length before growing.")
@@ -111,3 +111,9 @@ flags.DEFINE_string("out", None, "track: where to write one x,y,w,h line per fra
 flags.DEFINE_string("gif", None, "track: optional GIF of the frames with the tracked boxes.")
 flags.DEFINE_string("export_dir", None, "export: SavedModel folder to write (for TF Serving "
                     "a numbered version, e.g. models/hart/1).")
+
+# --- real-textured synthetic data --------------------------------------------------------
+flags.DEFINE_enum("texture_source", "procedural", ["procedural", "photos"],
+                  "Synthetic data: procedural textures, or backgrounds and objects cut from "
+                  "real photographs with stronger augmentation (needs the real extra: "
+                  "pip install -e '.[real]').")

@@ -79,9 +79,8 @@ def _jit(options: TrainOptions) -> bool:
 
 
 def build_model(options: TrainOptions) -> HART:
-    model = HART(options.config, seed=options.seed)
+    model = HART(options.config, seed=options.seed, unroll=options.unroll)
     model.build()
-    model.rnn.unroll = options.unroll
     optimizer = GuardedRMSprop(
         learning_rate=options.learning_rate,
         momentum=options.momentum,
@@ -109,6 +108,22 @@ def _restore(options: TrainOptions, manager: CheckpointManager):
         raise CheckpointError(f"{path}: checkpoint from a different config: {diff}")
     model = keras.saving.load_model(path, compile=True)
     return model, state
+
+
+def use_function_for_length(model, kind: str, length: int) -> None:
+    """Gives `model` its own compiled train/predict function per sequence length.
+
+    The TF trainer's tf.function relaxes a changing time axis to an unknown size after a
+    retrace, which an unrolled recurrence cannot take; one function per length keeps every
+    trace static (JAX compiles per shape anyway).
+    """
+    cache = model.__dict__.setdefault("_hart_functions", {})
+    key = (kind, int(length))
+    if key not in cache:
+        setattr(model, f"{kind}_function", None)
+        getattr(model, f"make_{kind}_function")()
+        cache[key] = getattr(model, f"{kind}_function")
+    setattr(model, f"{kind}_function", cache[key])
 
 
 class _StepLogger(keras.callbacks.Callback):
@@ -196,6 +211,7 @@ class _Trainer:
             if o.verbose:
                 print(f"Epoch {self.epoch + 1}/{o.epochs}  T={length}  "
                       f"lr={_lr_for(o, length):.3g}")
+            use_function_for_length(self.model, "train", length)
             hist = self.model.fit(
                 self.source.batches(length, start=self.step),
                 steps_per_epoch=o.steps_per_epoch,
