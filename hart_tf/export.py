@@ -12,18 +12,22 @@ hart_tf to run, plus the `.keras` file beside `saved_model.pb`:
 
 Boxes are (y, x, h, w) in pixels of the model's H x W frames; B and T are dynamic. The state
 is four tensors whose input and output names agree (`STATE_KEYS`), so a client feeds the
-outputs of one `init`/`step` call back unchanged into the next `step`.
+outputs of one `init`/`step` call back unchanged into the next `step`. Inputs are declared
+with unknown rank and checked inside the graph, so a wrong shape fails with a message naming
+the input and the shape expected. The model config (H, W among it) is written to
+`assets.extra/hart_config.json` for clients.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 
 import keras
-from absl import app
+from absl import app, logging
 
 from hart_tf import cli
 from hart_tf.cli import FLAGS
@@ -31,6 +35,8 @@ from hart_tf.cli import FLAGS
 STATE_KEYS = ("state_a", "state_h", "state_c", "state_o")
 SIGNATURES = ("serving_default", "track", "track_uint8", "init", "step")
 KERAS_FILE = "hart.keras"
+# TF Serving's place for files beside a model; clients read the input size from here.
+CONFIG_FILE = Path("assets.extra") / "hart_config.json"
 
 
 def _require_tensorflow_backend() -> None:
@@ -72,6 +78,7 @@ def _same_batch(where: str, named: dict):
     return tf.debugging.Assert(
         tf.reduce_all(tf.equal(batches, batches[0])),
         [f"{where}: {', '.join(names)} must have the same batch size B; got", batches],
+        summarize=8,
     )
 
 
@@ -130,6 +137,17 @@ def _signature_functions(model) -> list[tuple[str, object, list]]:
     ]
 
 
+def _with_time_loop(model):
+    """`model`, or a copy with its weights whose recurrence is one compiled loop: an
+    unrolled recurrence (the TF training default) needs a static T, and serving takes any T."""
+    if not getattr(model, "unroll", False):
+        return model
+    copy = type(model).from_config({**model.get_config(), "unroll": False})
+    copy.build()
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def export_model(model, export_dir: str | os.PathLike) -> Path:
     """Writes `model` as a SavedModel with the signatures above, and its `.keras` file.
 
@@ -148,6 +166,7 @@ def export_model(model, export_dir: str | os.PathLike) -> Path:
         )
     export_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = export_dir.parent / f".tmp-{export_dir.name}-{uuid.uuid4().hex[:8]}"
+    model = _with_time_loop(model)
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
@@ -155,12 +174,26 @@ def export_model(model, export_dir: str | os.PathLike) -> Path:
             archive.add_endpoint(name, fn, signature)
         archive.write_out(str(tmp), verbose=False)
         model.save(tmp / KERAS_FILE)
+        (tmp / CONFIG_FILE).parent.mkdir()
+        (tmp / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=1))
         if export_dir.exists():
             export_dir.rmdir()  # empty, checked above; os.replace cannot replace a folder
         os.replace(tmp, export_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return export_dir
+
+
+def read_export_config(export_dir: str | os.PathLike) -> dict:
+    """The `HARTConfig` dict of an export (its `image_size` is what clients resize to)."""
+    path = Path(export_dir) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(
+            f"{path}: missing; export the model with python -m hart_tf.export") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable export config ({e})") from None
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, export_dir: str | os.PathLike) -> Path:
@@ -179,6 +212,8 @@ def main(argv):
         raise ValueError("--checkpoint is required (a .keras file or a run folder)")
     if not FLAGS.export_dir:
         raise ValueError("--export_dir is required (e.g. models/hart/1 for TF Serving)")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines on saving are noise
     path = export_checkpoint(FLAGS.checkpoint, FLAGS.export_dir)
     print(f"SavedModel written to {path} (signatures: {', '.join(SIGNATURES)}; "
           f"Keras file {KERAS_FILE})")

@@ -11,7 +11,9 @@ first. `init(frame, boxes)` with boxes (N, 4) follows N objects at once: `update
 one batched step on the frame tiled N times and returns (N, 4).
 
 The step is compiled once per tracker (a `tf.function` with a dynamic batch on the
-TensorFlow backend, `jax.jit` on JAX; a SavedModel's `step` signature is compiled already).
+TensorFlow backend, `jax.jit` on JAX; a SavedModel's `step` signature is compiled already)
+and warmed up when the tracker is made, so the first frames run as fast as the rest.
+`last` holds the latest update's extra outputs (glimpse box, presence, location map).
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ class Tracker:
     def from_model(cls, model) -> Tracker:
         """Tracks with a Keras `HART` in memory."""
         init, step = _model_functions(model)
-        return cls(init, step, model.config.image_size)
+        return cls(init, step, model.config.image_size)._warm_up()
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> Tracker:
@@ -121,7 +123,7 @@ class Tracker:
         """Tracks with a SavedModel written by `hart_tf.export` (needs TensorFlow only)."""
         import tensorflow as tf
 
-        from hart_tf.export import STATE_KEYS
+        from hart_tf.export import STATE_KEYS, read_export_config
 
         path = Path(path)
         if not (path / "saved_model.pb").is_file():
@@ -132,11 +134,7 @@ class Tracker:
             raise ValueError(f"{path}: SavedModel lacks the {' and '.join(missing)} signature "
                              "(export it with python -m hart_tf.export)")
         init_sig, step_sig = loaded.signatures["init"], loaded.signatures["step"]
-        keras_file = path / "hart.keras"
-        if not keras_file.is_file():
-            raise ValueError(f"{path}: no hart.keras beside the SavedModel, so its input size "
-                             "is unknown (export it with python -m hart_tf.export)")
-        image_size = _image_size_from_keras_file(keras_file)
+        image_size = tuple(read_export_config(path)["image_size"])
 
         def init(frames, boxes):
             out = init_sig(frame=tf.constant(frames), box0=tf.constant(boxes))
@@ -148,14 +146,23 @@ class Tracker:
 
         tracker = cls(init, step, image_size)
         tracker._saved_model = loaded  # signatures stop working once their object is freed
-        return tracker
+        return tracker._warm_up()
+
+    def _warm_up(self) -> Tracker:
+        """Runs init and one update on a blank frame: tracing and graph optimisation happen
+        on a function's first call, and belong to loading, not to the first frames."""
+        frame = np.zeros((*self.image_size, 3), np.uint8)
+        self.init(frame, [0, 0, self.image_size[1] / 2, self.image_size[0] / 2])
+        self.update(frame)
+        self._state, self.last = None, {}
+        return self
 
     # ---- the OpenCV / GOT-10k protocol --------------------------------------------------
 
     def init(self, frame: np.ndarray, box: np.ndarray) -> None:
         """Starts tracking the object(s) in `box`: (x, y, w, h), or (N, 4) for N objects."""
         b = np.asarray(box, np.float32)
-        if b.shape not in ((4,), *(((n, 4),) for n in b.shape[:1] if b.ndim == 2 and n > 0)):
+        if not (b.shape == (4,) or (b.ndim == 2 and b.shape[1:] == (4,) and len(b) > 0)):
             raise ValueError(f"Tracker.init: box must be (x, y, w, h) or (N, 4), got shape "
                              f"{b.shape}")
         boxes = b.reshape(-1, 4)  # (N, 4)
@@ -202,17 +209,3 @@ class Tracker:
         scale = np.array([h / fh, w / fw, h / fh, w / fw], np.float32)
         frames = np.broadcast_to(img.astype(np.float32), (n, h, w, img.shape[-1]))  # (N, H, W, C)
         return np.ascontiguousarray(frames), scale
-
-
-def _image_size_from_keras_file(path: Path) -> tuple[int, int]:
-    """The model's (H, W), read from the config inside a `.keras` zip (no weights loaded)."""
-    import json
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
-        size = config["config"]["config"]["image_size"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: unreadable HART .keras file ({e})") from None
-    return int(size[0]), int(size[1])
