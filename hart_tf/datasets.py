@@ -25,7 +25,10 @@ def to_xy(batch: dict[str, np.ndarray]) -> tuple[dict, dict]:
 
 
 def _synthetic_cfg(options) -> synthetic.SyntheticConfig:
-    return synthetic.SyntheticConfig(image_size=tuple(options.config.image_size))
+    return synthetic.SyntheticConfig(
+        image_size=tuple(options.config.image_size),
+        texture_source=getattr(options, "texture_source", "procedural"),
+    )
 
 
 def _kitti_sequences(options):

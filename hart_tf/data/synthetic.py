@@ -24,6 +24,9 @@ import numpy as np
 
 SHAPES = ("ellipse", "rectangle", "triangle", "diamond")
 TEXTURES = ("stripes", "checker", "rings")
+# Where backgrounds and object textures come from: procedural noise and patterns, or crops
+# of real photographs (`hart_tf.data.photos`, needs scikit-image) with stronger augmentation.
+TEXTURE_SOURCES = ("procedural", "photos")
 # First word of every sequence's seed: keeps training and the fixed sets on disjoint streams.
 _SPLIT_TAGS = {"train": 1, "val": 2, "test": 3}
 _MIN_COLOUR = 40.0  # object colours stay above this so a debug render is non-zero everywhere
@@ -46,6 +49,10 @@ class SyntheticConfig:
         pan_speed: maximum background pan, pixels per frame (integer steps).
         allow_leave: let the target leave the frame (presence 0 from its centre's first
             frame outside); off keeps it inside by reflecting at the borders.
+        texture_source: "procedural" (noise backgrounds, patterned objects) or "photos":
+            backgrounds and object textures cut from real photographs, plus scale jumps of
+            the target, illumination changes, blur and sensor noise (`_augment`). Both are
+            deterministic by seed; "photos" needs scikit-image (the `real` extra).
     """
 
     image_size: tuple[int, int] = (96, 128)
@@ -59,8 +66,14 @@ class SyntheticConfig:
     occlusion_prob: float = 0.5
     pan_speed: float = 0.5
     allow_leave: bool = False
+    texture_source: str = "procedural"
 
     def __post_init__(self):
+        if self.texture_source not in TEXTURE_SOURCES:
+            raise ValueError(
+                f"SyntheticConfig.texture_source must be one of {TEXTURE_SOURCES}, "
+                f"got {self.texture_source!r}"
+            )
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "target_size", tuple(float(v) for v in self.target_size))
         object.__setattr__(self, "aspect", tuple(float(v) for v in self.aspect))
@@ -108,6 +121,7 @@ class _Object:
     phase: float
     c1: np.ndarray  # (3,) colours the texture blends between
     c2: np.ndarray
+    patch: int = -1  # index into photos.object_bank(), or -1 for the procedural pattern
 
     def __post_init__(self):
         # Plain floats: NumPy float64 scalars would promote the float32 rendering to float64.
@@ -237,19 +251,31 @@ def _render(
     """Draws one sequence into `frames` (T, H, W, 3), C-contiguous uint8, in place."""
     objects = _make_objects(rng, t_len, cfg)
     target, distractors = objects[0], objects[1:]
+    photos = cfg.texture_source == "photos"
+    if photos:
+        _scale_jump(rng, target, cfg)
+        patch = int(rng.integers(len(_photo_patches())))
+        for o in objects:  # look-alikes share the target's patch, tinted and shifted apart
+            o.patch = patch
     in_front = (rng.random(len(distractors)) < 0.5).tolist()
     occluders = [_make_occluder(rng, target)] if rng.random() < cfg.occlusion_prob else []
+    if photos:
+        for o in occluders:
+            o.patch = int(rng.integers(len(_photo_patches())))
     # Every draw that shapes the boxes comes before this point, so target_only keeps them.
     if target_only:
         frames[...] = 0
         _draw(frames, [target])
     else:
-        _background(rng, frames, cfg.pan_speed)
+        bank = _photo_backgrounds(*cfg.image_size) if photos else None
+        _background(rng, frames, cfg.pan_speed, bank)
         behind = [d for d, front in zip(distractors, in_front, strict=True) if not front]
         front = [d for d, front in zip(distractors, in_front, strict=True) if front]
         _draw(frames, behind + [target] + front)
         if occluders:
             _draw(frames, occluders)
+        if photos:
+            _augment(rng, frames)
 
     inside = ((target.pos >= 0) & (target.pos < cfg.image_size)).all(-1)  # (T,)
     out = {
@@ -439,8 +465,13 @@ def _texture_bank(hgt: int, wid: int) -> np.ndarray:
     return bank
 
 
-def _background(rng: np.random.Generator, frames: np.ndarray, pan_speed: float) -> None:
-    """Fills frames (T, H, W, 3) with a window of a bank texture that pans by whole pixels."""
+def _background(
+    rng: np.random.Generator, frames: np.ndarray, pan_speed: float, bank: np.ndarray | None = None
+) -> None:
+    """Fills frames (T, H, W, 3) with a window of a bank texture that pans by whole pixels.
+
+    `bank` (N, 2H, 2W, 3) defaults to the procedural texture bank.
+    """
     t_len, hgt, wid, _ = frames.shape
     u = rng.random(6)
     pan = pan_speed * (2 * u[:2] - 1)  # (2,) pixels per frame, (y, x)
@@ -450,7 +481,8 @@ def _background(rng: np.random.Generator, frames: np.ndarray, pan_speed: float) 
     steps = np.where(pan < 0, steps[-1] - steps, steps)
     y0 = int(u[2] * (hgt - steps.max(0)[0] + 1))
     x0 = int(u[3] * (wid - steps.max(0)[1] + 1))
-    tex = _texture_bank(hgt, wid)[int(u[4] * _BANK_SIZE)]
+    bank = _texture_bank(hgt, wid) if bank is None else bank
+    tex = bank[int(u[4] * len(bank))]
     tex = tex[:: 1 if u[5] < 0.5 else -1]  # flipping rows is free; flipping columns is not
     for t, (y, x) in enumerate(steps.tolist()):
         frames[t] = tex[y0 + y : y0 + y + hgt, x0 + x : x0 + x + wid]
@@ -516,10 +548,14 @@ def _draw(frames: np.ndarray, objs: list[_Object]) -> None:
 
     params = np.array([[o.freq, o.angle, o.phase, *o.c1, *o.c2] for o in objs], f32)  # (n, 9)
     params = np.repeat(params, t_len, 0)[:, :, None, None]  # (N, 9, 1, 1)
-    tex = _pattern(objs[0].texture, *params[:, :3].transpose(1, 0, 2, 3), dx / rx, dy / ry)
-    colour = np.empty((n * t_len, sy, sx, 3), f32)
-    for c in range(3):  # one channel at a time: broadcasting against a trailing 3 is slow
-        colour[..., c] = (params[:, 6 + c] - params[:, 3 + c]) * tex + params[:, 3 + c]
+    if objs[0].patch >= 0:
+        patches = np.repeat([o.patch for o in objs], t_len)  # (N,)
+        colour = _photo_colour(patches, params, dx / rx, dy / ry)
+    else:
+        tex = _pattern(objs[0].texture, *params[:, :3].transpose(1, 0, 2, 3), dx / rx, dy / ry)
+        colour = np.empty((n * t_len, sy, sx, 3), f32)
+        for c in range(3):  # one channel at a time: broadcasting against a trailing 3 is slow
+            colour[..., c] = (params[:, 6 + c] - params[:, 3 + c]) * tex + params[:, 3 + c]
 
     # Writeable strided view: windows[t, y, x] is the (Sy, Sx, 3) crop of frame t at (y, x);
     # one object's T crops lie in different frames, so its scatter never overlaps itself.
@@ -539,3 +575,107 @@ def _draw(frames: np.ndarray, objs: list[_Object]) -> None:
             blend[..., c] *= alpha[rows]
         blend += crop
         windows[index] = blend  # truncation leaves alpha-0 pixels exactly as they were
+
+
+# ----------------------------------------------------------------------------- real photos
+
+
+def _photo_patches() -> np.ndarray:
+    from hart_tf.data import photos
+
+    return photos.object_bank()
+
+
+def _photo_backgrounds(hgt: int, wid: int) -> np.ndarray:
+    from hart_tf.data import photos
+
+    return photos.background_bank(hgt, wid, _BANK_SIZE)
+
+
+def _photo_colour(patches: np.ndarray, params: np.ndarray, u: np.ndarray, v: np.ndarray):
+    """(N, Sy, Sx, 3) float32 colours of photo-textured objects at object coordinates u, v.
+
+    The procedural look parameters pick the window of the patch and its tint, so that a
+    distractor (whose parameters are jittered) is the same patch slightly shifted, zoomed
+    and tinted: a look-alike. freq sets the window's size (55-95 % of the patch), phase
+    and angle its centre, c1 a per-channel gain of 0.87-1.25.
+    """
+    bank = _photo_patches()  # (P, S, S, 3)
+    size = bank.shape[1]
+    freq, angle, phase = params[:, 0], params[:, 1], params[:, 2]  # (N, 1, 1) each
+    span = np.minimum(0.35 + 0.2 * freq, 0.95)
+    cy = 0.5 + (1 - span) / 2 * np.sin(phase)
+    cx = 0.5 + (1 - span) / 2 * np.cos(phase + angle)
+    iy = np.clip(np.rint((cy + v * span / 2) * (size - 1)), 0, size - 1).astype(np.intp)
+    ix = np.clip(np.rint((cx + u * span / 2) * (size - 1)), 0, size - 1).astype(np.intp)
+    colour = bank[patches[:, None, None], iy, ix].astype(np.float32)  # (N, Sy, Sx, 3)
+    # Lifted above _MIN_COLOUR like the procedural colours, then tinted.
+    gain = 0.75 + params[:, 3:6, 0, 0] / 510  # (N, 3)
+    colour = (_MIN_COLOUR + (1 - _MIN_COLOUR / 255) * colour) * gain[:, None, None, :]
+    return np.minimum(colour, 255.0, out=colour)
+
+
+def _scale_jump(rng: np.random.Generator, target: _Object, cfg: SyntheticConfig) -> None:
+    """Half the time, the target's size jumps by a factor 0.6-1.65 within 1-3 frames.
+
+    Like a zoom or an object turning towards the camera in real footage. Sizes stay within
+    [4 px, 45 % of the frame]; the path is reflected again so the target stays inside.
+    """
+    t_len = len(target.pos)
+    u = rng.random(5)
+    if u[0] >= 0.5 or t_len < 3:
+        return
+    t0 = int(_middle_frame(u[1], t_len))
+    span = 1 + int(u[2] * 3)
+    magnitude = (0.25 + 0.25 * u[3]) * (1 if u[4] < 0.5 else -1)
+    ramp = np.clip((np.arange(t_len) - t0 + 1) / span, 0.0, 1.0)  # (T,)
+    limit = 0.45 * min(cfg.image_size)
+    target.size = np.clip(target.size * np.exp(magnitude * ramp)[:, None], 4.0, limit)
+    if not cfg.allow_leave:
+        low = target.size.max(0) / 2
+        target.pos = _fold(target.pos, low, np.array(cfg.image_size) - low)
+
+
+def _box_blur(frames: np.ndarray, radius: int) -> np.ndarray:
+    """Separable (2 radius + 1)^2 mean filter of float frames (T, H, W, 3), edges repeated."""
+    width = 2 * radius + 1
+    for axis in (1, 2):
+        pad = [(0, 0)] * 4
+        pad[axis] = (radius, radius)
+        padded = np.pad(frames, pad, mode="edge")
+        size = frames.shape[axis]
+        frames = sum(np.take(padded, range(k, k + size), axis=axis) for k in range(width))
+        frames /= width
+    return frames
+
+
+def _augment(rng: np.random.Generator, frames: np.ndarray) -> None:
+    """Photometric changes of real footage, in place on uint8 frames (T, H, W, 3).
+
+    Each independently: an illumination change (a gain moving smoothly between two levels
+    over a middle stretch, with a colour cast; p=0.6), blur of a run of frames (box filter
+    of radius 1-2, as defocus or motion; p=0.35) and Gaussian sensor noise (p=0.3).
+    """
+    t_len = len(frames)
+    u = rng.random(10)
+    light, blur, noise = u[0] < 0.6, u[1] < 0.35, u[2] < 0.3
+    if not (light or blur or noise):
+        return
+    out = frames.astype(np.float32)  # (T, H, W, 3)
+    if light:
+        levels = -0.6 + 0.95 * u[3:5]  # log gains in [-0.6, 0.35]
+        middle = float(_middle_frame(u[5], t_len))
+        width = max(1.0, t_len * (0.05 + 0.2 * u[6]))
+        step = 1 / (1 + np.exp(-(np.arange(t_len) - middle) / width))  # (T,) 0 -> 1
+        gain = np.exp(levels[0] + (levels[1] - levels[0]) * step).astype(np.float32)
+        cast = np.exp(rng.normal(0, 0.06, 3)).astype(np.float32)  # (3,)
+        out *= gain[:, None, None, None] * cast
+    if blur:
+        first = int(u[7] * t_len)
+        last = min(t_len, first + max(1, int(t_len * (0.2 + 0.4 * u[8]))))
+        out[first:last] = _box_blur(out[first:last], 1 + int(u[9] < 0.4))
+    if noise:
+        sigma = rng.uniform(2.0, 8.0)
+        out += sigma * rng.standard_normal(out.shape, np.float32)
+    np.clip(np.rint(out), 0, 255, out=out)
+    frames[...] = out
