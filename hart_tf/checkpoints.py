@@ -1,11 +1,11 @@
 """Atomic, verified checkpoints: the last K step checkpoints plus the best one.
 
 A checkpoint is two files: `ckpt-<step>.keras` (model and optimizer, Keras' own format) and
-`ckpt-<step>.json` (training state: step, epoch, curriculum, RNG streams, the model config
-and the SHA-256 of the `.keras` file). Both are written under a temporary name and renamed,
-the JSON last, so a checkpoint either exists whole or not at all; loading re-hashes the
-`.keras` file, and a truncated or foreign checkpoint is reported and skipped in favour of
-the previous good one.
+`ckpt-<step>.json` (training state: step, epoch, curriculum, RNG streams, running metrics,
+the model config and the SHA-256 of the `.keras` file). Both are written under a temporary
+name and renamed, the JSON last, so a checkpoint either exists whole or not at all; loading
+re-hashes the `.keras` file, and a truncated or foreign checkpoint is reported and skipped in
+favour of the previous good one.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_STEP_RE = re.compile(r"^ckpt-(\d+)\.json$")
+_STEP_RE = re.compile(r"^ckpt-(\d+)\.(json|keras)$")
+FORMAT = "hart_tf-checkpoint/1"
 
 
 class CheckpointError(ValueError):
@@ -33,6 +36,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    """Flushes a finished temporary file to disk before it is renamed into place."""
+    _fsync(path)
+
+
 def _write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
     with open(tmp, "w") as f:
@@ -42,12 +58,23 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def check_writable(directory: str | os.PathLike, flag: str) -> Path:
+    """Checks that `directory` exists or can be created, and is writable, without creating it.
+
+    Raises:
+        CheckpointError: naming `flag` (e.g. "--checkpoint_dir") and the reason.
+    """
+    directory = Path(directory).absolute()
+    probe = directory
+    while not probe.exists():
+        if probe.is_symlink():  # a dangling link: mkdir would fail
+            raise CheckpointError(f"{flag}: cannot create {directory}: {probe} is a broken link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CheckpointError(f"{flag}: cannot create {directory}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CheckpointError(f"{flag}: cannot write to {directory}: permission denied on {probe}")
+    return directory
 
 
 def config_difference(saved: dict, current: dict) -> str | None:
@@ -61,60 +88,83 @@ def config_difference(saved: dict, current: dict) -> str | None:
         if isinstance(b, list | tuple):
             b = list(b)
         if a != b:
-            return f"--{key} is {b!r} here but {a!r} in the checkpoint"
+            return f"--{key} is {_flag_value(b)} here but {_flag_value(a)} in the checkpoint"
     return None
+
+
+def _flag_value(v) -> str:
+    return ",".join(str(x) for x in v) if isinstance(v, list) else repr(v)
 
 
 class CheckpointManager:
     """Saves and finds checkpoints of one run in `directory`.
 
+    The folder is checked for writability at once but created at the first save, so a run
+    that fails on bad input leaves nothing behind.
+
     Args:
-        directory: the run's checkpoint folder (created if missing).
+        directory: the run's checkpoint folder.
         keep: how many step checkpoints to keep (the best is kept apart).
+        flag: the flag that named the folder, for error messages.
     """
 
-    def __init__(self, directory: str | os.PathLike, keep: int = 3):
-        self.directory = Path(directory)
+    def __init__(self, directory: str | os.PathLike, keep: int = 3,
+                 flag: str = "--checkpoint_dir"):
+        self.directory = check_writable(directory, flag)
         self.keep = int(keep)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            probe = self.directory / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            raise CheckpointError(
-                f"--checkpoint_dir: cannot write to {self.directory}: {e.strerror}"
-            ) from None
+        self.flag = flag
 
     def _paths(self, tag: str) -> tuple[Path, Path]:
         return self.directory / f"{tag}.keras", self.directory / f"{tag}.json"
 
     def save(self, model, state: dict[str, Any], best: bool = False) -> Path:
-        """Writes `ckpt-<step>` (and `best` when asked) atomically; prunes old ones."""
+        """Writes `ckpt-<step>` (and a copy as `best` when asked) atomically; prunes old ones."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CheckpointError(
+                f"{self.flag}: cannot create {self.directory}: {e.strerror}") from None
         step = int(state["step"])
-        tags = [f"ckpt-{step}"] + (["best"] if best else [])
-        for tag in tags:
-            keras_path, json_path = self._paths(tag)
-            tmp = self.directory / f".tmp-{tag}.keras"
-            model.save(tmp)
+        keras_path, json_path = self._paths(f"ckpt-{step}")
+        tmp = self.directory / f".tmp-ckpt-{step}.keras"
+        model.save(tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, keras_path)
+        record = {**state, "format": FORMAT, "sha256": _sha256(keras_path)}
+        _write_json_atomic(json_path, record)
+        if best:
+            best_keras, best_json = self._paths("best")
+            tmp = self.directory / ".tmp-best.keras"
+            shutil.copyfile(keras_path, tmp)
             _fsync_file(tmp)
-            os.replace(tmp, keras_path)
-            _write_json_atomic(json_path, {**state, "sha256": _sha256(keras_path)})
+            os.replace(tmp, best_keras)
+            _write_json_atomic(best_json, record)
+        try:
+            _fsync(self.directory)  # makes the renames themselves durable
+        except OSError:  # some filesystems cannot sync a folder; the renames still happened
+            pass
         self._prune()
-        return self._paths(tags[0])[0]
+        return keras_path
 
-    def _steps(self) -> list[int]:
+    def _steps(self, suffix: str = "json") -> list[int]:
+        if not self.directory.is_dir():
+            return []
         steps = []
         for p in self.directory.iterdir():
             m = _STEP_RE.match(p.name)
-            if m:
+            if m and m.group(2) == suffix:
                 steps.append(int(m.group(1)))
         return sorted(steps)
 
     def _prune(self) -> None:
-        for step in self._steps()[: -self.keep]:
-            for p in self._paths(f"ckpt-{step}"):
-                p.unlink(missing_ok=True)
+        kept = self._steps()[-self.keep:]
+        for step in self._steps():
+            if step not in kept:
+                for p in self._paths(f"ckpt-{step}"):
+                    p.unlink(missing_ok=True)
+        # A .keras without its .json is a save killed before its state was written.
+        for step in set(self._steps("keras")) - set(kept):
+            self._paths(f"ckpt-{step}")[0].unlink(missing_ok=True)
         for p in self.directory.glob(".tmp-*"):
             p.unlink(missing_ok=True)
 
@@ -123,8 +173,9 @@ class CheckpointManager:
         keras_path, json_path = self._paths(tag)
         try:
             state = json.loads(json_path.read_text())
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{json_path}: unreadable checkpoint state ({e})") from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) else "not valid JSON"
+            raise CheckpointError(f"{json_path}: unreadable checkpoint state ({reason})") from None
         if not isinstance(state, dict) or "sha256" not in state or "config" not in state:
             raise CheckpointError(f"{json_path}: not a hart_tf checkpoint")
         if not keras_path.exists():
@@ -133,15 +184,20 @@ class CheckpointManager:
             raise CheckpointError(f"{keras_path}: truncated or modified (checksum mismatch)")
         return state
 
-    def latest(self) -> tuple[Path, dict] | None:
-        """The newest good step checkpoint, skipping (and reporting) broken ones."""
+    def candidates(self) -> Iterator[tuple[Path, dict]]:
+        """Good step checkpoints, newest first; broken ones are reported and skipped."""
         for step in reversed(self._steps()):
             tag = f"ckpt-{step}"
             try:
-                return self._paths(tag)[0], self.verify(tag)
+                state = self.verify(tag)
             except CheckpointError as e:
                 print(f"warning: skipping checkpoint: {e}", file=sys.stderr)
-        return None
+                continue
+            yield self._paths(tag)[0], state
+
+    def latest(self) -> tuple[Path, dict] | None:
+        """The newest good step checkpoint, skipping (and reporting) broken ones."""
+        return next(self.candidates(), None)
 
     def best(self) -> tuple[Path, dict] | None:
         if not self._paths("best")[1].exists():
@@ -154,8 +210,13 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.is_dir():
         manager = CheckpointManager.__new__(CheckpointManager)
-        manager.directory, manager.keep = p, 0
-        found = manager.best() or manager.latest()
+        manager.directory, manager.keep, manager.flag = p, 0, "--checkpoint"
+        found = None
+        try:
+            found = manager.best()
+        except CheckpointError as e:
+            print(f"warning: skipping checkpoint: {e}", file=sys.stderr)
+        found = found or manager.latest()
         if found is None:
             raise CheckpointError(f"--checkpoint: no checkpoint found in {p}")
         return found[0]

@@ -1,11 +1,22 @@
-"""Shared plumbing for the command-line entry points."""
+"""Shared plumbing for the command-line entry points.
+
+Every entry point fails with one line, `error: <what to fix>`, never a stack trace, for a
+mistake a user can make: `run(main)` parses flags that way (a bad value, an unknown flag
+with the flagfile and line it came from, a missing flagfile) and `one_line_errors` wraps
+`main` for the errors raised while it runs. Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import traceback
+from collections.abc import Callable, Sequence
+
+from absl import app
+from absl import flags as absl_flags
 
 from hart_tf import flags as hflags
 from hart_tf.config import HARTConfig
@@ -15,6 +26,16 @@ FLAGS = hflags.FLAGS
 # User mistakes are reported as one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class Stop(Exception):
+    """Ends a command with a one-line message and an exit code (e.g. training diverged)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(" ".join(str(message).split()))
+        self.code = code
 
 
 def _raised_by_us(error: BaseException) -> bool:
@@ -27,21 +48,109 @@ def _raised_by_us(error: BaseException) -> bool:
     return bool(frames) and os.path.abspath(frames[-1].filename).startswith(_PACKAGE_DIR)
 
 
-def one_line_errors(main):
-    """Wraps `main(argv)` so a user error prints `error: <message>` and exits with 2."""
+def user_message(e: BaseException) -> str | None:
+    """The one-line message of a user error, or None for a bug (which keeps its traceback).
+
+    Our messages are one line; a several-line one comes from a library (Keras re-raises its
+    own errors with its frames cut, so they look raised by us) and is a bug.
+    """
+    if not isinstance(e, USER_ERRORS) or not _raised_by_us(e):
+        return None
+    text = str(e).strip()
+    return text if text and "\n" not in text else None
+
+
+def one_line_errors(main: Callable) -> Callable:
+    """Wraps `main(argv)`: a user error prints `error: <message>` and exits with 2, a `Stop`
+    prints its message and exits with its code, Ctrl-C exits with 130."""
 
     @functools.wraps(main)
     def wrapper(argv):
         try:
             return main(argv)
+        except Stop as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(e.code)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
         except USER_ERRORS as e:
-            if not _raised_by_us(e):
+            message = user_message(e)
+            if message is None:
                 raise
-            message = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
             print(f"error: {message}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(EXIT_USER_ERROR)
 
     return wrapper
+
+
+# ---- flags ------------------------------------------------------------------------------
+
+
+def _flagfiles(argv: Sequence[str]) -> list[str]:
+    out = []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--flagfile="):
+            out.append(arg.split("=", 1)[1])
+        elif arg == "--flagfile" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+    return out
+
+
+def _find_flag_line(argv: Sequence[str], name: str, seen: set | None = None):
+    """(flagfile, line number) where `--name` is set, searching nested flagfiles."""
+    seen = set() if seen is None else seen
+    pattern = re.compile(rf"^--{re.escape(name)}(=|\s|$)")
+    for path in _flagfiles(argv):
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for n, line in enumerate(lines, start=1):
+            if pattern.match(line.strip()):
+                return path, n
+        nested = _find_flag_line([line.strip() for line in lines], name, seen)
+        if nested:
+            return nested
+    return None
+
+
+def flag_error_message(e: absl_flags.Error, argv: Sequence[str]) -> str:
+    """absl's flag-parsing error as one line that says where the bad flag came from."""
+    text = " ".join(str(e).split())
+    if isinstance(e, absl_flags.UnrecognizedFlagError):
+        name = e.flagname
+        message = f"unknown flag --{name}"
+        hint = re.search(r"Did you mean: (.+?) ?\?$", text)
+        if hint:
+            names = [f"--{s.strip()}" for s in hint.group(1).split(",") if s.strip()]
+            message += f" (did you mean {' or '.join(names)}?)"
+        where = _find_flag_line(argv, name)
+        return f"{where[0]}:{where[1]}: {message}" if where else message
+    if isinstance(e, absl_flags.CantOpenFlagFileError):
+        for path in _flagfiles(argv):
+            if not os.path.isfile(path):
+                return f"--flagfile: {path}: no such file"
+        return text.removeprefix("ERROR:: ")
+    return text
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """Parses `argv` into FLAGS; a flag error prints one line and exits with 2."""
+    try:
+        return FLAGS(list(argv))
+    except absl_flags.Error as e:
+        print(f"error: {flag_error_message(e, argv)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def run(main: Callable) -> None:
+    """`absl.app.run(main)` with one-line flag errors."""
+    app.run(main, flags_parser=parse_flags)
 
 
 def reject_extra_args(argv) -> None:
@@ -85,6 +194,6 @@ def config_from_flags() -> HARTConfig:
         return HARTConfig.from_preset(preset, **overrides)
     except ValueError as e:
         msg = str(e)
-        if msg.startswith("glimpse_size") and "larger than" in msg:
+        if msg.startswith("glimpse_size") and ("larger than" in msg or "divisible" in msg):
             msg = "--" + msg
         raise ValueError(msg) from None

@@ -112,11 +112,21 @@ def eval_set(options, split: str, n: int, length: int | None = None) -> dict[str
 
         seqs = _kitti_sequences(options)
         batches = kitti.kitti_batches(seqs, "test", length, n, shuffle=True, seed=0)
-        return next(iter(batches))
+        return _first(batches, options, split, n, length)
     from hart_tf.data import kth
 
     clips = _kth(options, "test" if split == "test" else "validation")
-    return next(iter(kth.kth_batches(clips, options.data_dir, length, n, shuffle=True, seed=0)))
+    batches = kth.kth_batches(clips, options.data_dir, length, n, shuffle=True, seed=0)
+    return _first(batches, options, split, n, length)
+
+
+def _first(batches, options, split: str, n: int, length: int) -> dict[str, Any]:
+    for batch in batches:
+        return batch
+    raise ValueError(
+        f"--dataset={options.dataset}: fewer than {n} {split} windows of {length} frames; "
+        f"lower --eval_sequences or --eval_steps"
+    )
 
 
 def evaluate_iou(model, data: dict[str, np.ndarray], length: int, batch_size: int) -> float:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from absl import app
-
 from hart_tf import cli, datasets
 from hart_tf.checkpoints import resolve_checkpoint
 from hart_tf.cli import FLAGS
@@ -58,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 import keras
-from absl import app, logging
+from absl import logging
 
 from hart_tf import cli
 from hart_tf.cli import FLAGS
@@ -220,4 +220,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -117,3 +117,23 @@ flags.DEFINE_enum("texture_source", "procedural", ["procedural", "photos"],
                   "Synthetic data: procedural textures, or backgrounds and objects cut from "
                   "real photographs with stronger augmentation (needs the real extra: "
                   "pip install -e '.[real]').")
+
+# --- reliability -------------------------------------------------------------------------
+flags.DEFINE_integer("max_bad_steps", 20, "Stop training after this many updates in a row "
+                     "with a non-finite loss or gradient (each is skipped).")
+flags.DEFINE_bool("run_eagerly", False, "Run the train step eagerly, op by op (debugging; "
+                  "much slower per step, but no graph to build).")
+_positive("max_bad_steps")
+
+# --- several devices and hosts (hart_tf/distribute.py) -----------------------------------
+flags.DEFINE_enum("distribute", "none", ["none", "data_parallel"],
+                  "data_parallel: split each --batch_size batch over every device (JAX: "
+                  "keras.distribution.DataParallel; TF: MirroredStrategy, or "
+                  "MultiWorkerMirroredStrategy with --num_hosts > 1); see BUILD.md.")
+flags.DEFINE_integer("num_hosts", 1, "Hosts (one process each) of a --distribute run.")
+flags.DEFINE_string("coordinator_address", None, "JAX with --num_hosts > 1: host 0's "
+                    "HOST:PORT, the same on every host (TF reads TF_CONFIG instead).")
+flags.DEFINE_integer("process_id", 0, "This host's index in [0, --num_hosts); 0 is the chief, "
+                     "which writes the checkpoints.")
+_positive("num_hosts")
+flags.register_validator("process_id", lambda v: v >= 0, message="--process_id must be >= 0")

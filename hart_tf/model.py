@@ -26,9 +26,9 @@ class HART(keras.Model):
         seed: seed of the dropout and zoneout noise.
         unroll: unroll the recurrence over time (a Python loop of T cell calls) instead of
             one compiled loop (`jax.lax.scan` / `tf.while_loop`); needs a static T.
-        mixed_precision: run V1, the appearance attention and the LSTM in bfloat16 (float32
-            weights); the spatial attention, the attention update, boxes, batch-norm
-            statistics and the losses stay float32 (see `HARTCell`).
+        mixed_precision: run V1 and the LSTM in bfloat16 (float32 weights); the spatial
+            attention, the appearance attention, the attention update, boxes and the losses
+            stay float32 (see `HARTCell`).
 
     Call arguments:
         inputs: dict with `frames` (B, T, H, W, C) pixel values in [0, 255] (uint8 or float)

@@ -14,6 +14,12 @@ class GuardedRMSprop(keras.optimizers.RMSprop):
     - skips an update whose gradients are not all finite: the weights and slots stay as
       they were, `bad_steps` counts the skipped updates and `consecutive_bad` the current
       run of them, so training can stop after K in a row.
+
+    Under `tf.distribute` (MirroredStrategy, MultiWorkerMirroredStrategy) the gradients are
+    summed over the replicas before the norm is taken, so the norm, the clipping and the
+    skip decision are those of the global batch and the same on every replica (Keras alone
+    would clip each replica's gradients before summing them). Under JAX with
+    `keras.distribution` the step is one SPMD program over global arrays and needs nothing.
     """
 
     def build(self, variables):
@@ -23,7 +29,7 @@ class GuardedRMSprop(keras.optimizers.RMSprop):
         self.consecutive_bad = self.add_variable((), initializer="zeros", name="consecutive_bad")
 
     def apply(self, grads, trainable_variables=None):
-        grads = list(grads)
+        grads = _sum_over_replicas(list(grads))
         norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))
         finite = ops.isfinite(norm)
         # Non-finite gradients become zeros; the step is then undone below.
@@ -45,3 +51,21 @@ class GuardedRMSprop(keras.optimizers.RMSprop):
         bad = 1.0 - ops.cast(finite, "float32")
         self.bad_steps.assign(self.bad_steps + bad)
         self.consecutive_bad.assign((self.consecutive_bad + bad) * bad)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # TF backend hook: `apply` has already summed the gradients over the replicas.
+        return grads_and_vars
+
+
+def _sum_over_replicas(grads: list) -> list:
+    """Gradients summed over the replicas of a `tf.distribute` strategy (else unchanged)."""
+    if keras.backend.backend() != "tensorflow":
+        return grads
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return grads
+    present = [g for g in grads if g is not None]
+    summed = iter(ctx.all_reduce(tf.distribute.ReduceOp.SUM, present))
+    return [None if g is None else next(summed) for g in grads]

@@ -39,12 +39,12 @@ class TensorBoardLogger:
                 if math.isfinite(value):
                     tf.summary.scalar(f"train/{name}", value)
             tf.summary.scalar("train/sequence_length", length)
-            tf.summary.scalar("train/learning_rate", float(np.asarray(opt.learning_rate)))
+            tf.summary.scalar("train/learning_rate", float(opt.learning_rate.numpy()))
             for name, value in model.loss_weights().items():
                 tf.summary.scalar(f"train/lambda_{name}", value)
             if hasattr(opt, "grad_norm"):
-                tf.summary.scalar("train/grad_norm", float(np.asarray(opt.grad_norm)))
-                tf.summary.scalar("train/skipped_updates", float(np.asarray(opt.bad_steps)))
+                tf.summary.scalar("train/grad_norm", float(opt.grad_norm.numpy()))
+                tf.summary.scalar("train/skipped_updates", float(opt.bad_steps.numpy()))
         if self.image_every and step % self.image_every == 0:
             self.log_images(step, model, length)
 
@@ -54,6 +54,11 @@ class TensorBoardLogger:
                 if name in logs:
                     tf.summary.scalar(f"epoch/{name}", float(logs[name]))
         self.writer.flush()
+
+    def close(self) -> None:
+        """Writes what is buffered and closes the event file."""
+        self.writer.flush()
+        self.writer.close()
 
     def log_images(self, step: int, model, length: int) -> None:
         from hart_tf import viz

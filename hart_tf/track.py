@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from absl import app
 
 from hart_tf import cli
 from hart_tf.cli import FLAGS
@@ -196,4 +195,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

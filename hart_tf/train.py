@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 
-from absl import app
-
 from hart_tf import cli
 from hart_tf.cli import FLAGS
 from hart_tf.curriculum import Curriculum
@@ -49,6 +47,7 @@ def options_from_flags() -> TrainOptions:
         data_dir=FLAGS.data_dir,
         img_dir=FLAGS.img_dir,
         label_dir=FLAGS.label_dir,
+        texture_source=FLAGS.texture_source,
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,
         momentum=FLAGS.momentum,
@@ -70,13 +69,23 @@ def options_from_flags() -> TrainOptions:
         image_every=FLAGS.image_every,
         eval_sequences=FLAGS.eval_sequences,
         eval_steps=eval_steps,
+        max_bad_steps=FLAGS.max_bad_steps,
+        run_eagerly=FLAGS.run_eagerly,
+        mixed_precision=FLAGS.mixed_precision,
     )
 
 
 @cli.one_line_errors
 def main(argv):
     cli.reject_extra_args(argv)
-    summary = train(options_from_flags())
+    options = options_from_flags()
+    try:
+        summary = train(options)
+    except KeyboardInterrupt:
+        raise cli.Stop("interrupted; rerun the same command to resume from the last "
+                       f"checkpoint in {options.run_dir}", code=cli.EXIT_INTERRUPTED) from None
+    if summary["stopped"]:
+        raise cli.Stop(summary["stopped"])
     test = summary["test"]
     print(json.dumps({"test": test, "checkpoint": summary["checkpoint"],
                       "minutes": round(summary["minutes"], 2)}, indent=1, default=float))
@@ -85,4 +94,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -4,6 +4,16 @@
 one `fit` call on batches of the current curriculum length, so the data switches to longer
 sequences in the same process; compiled train functions are reused (TF retraces once per
 new length, JAX compiles once per length).
+
+Reliability:
+    * Resume: a rerun of the same command continues from the newest good checkpoint with its
+      weights, optimizer slots, step, epoch (mid-epoch too, with the epoch's running
+      metrics), curriculum position and noise RNG state; training batches are a function of
+      the step, so the data stream continues too.
+    * NaN guard: `GuardedRMSprop` skips an update whose gradients are not finite; here the
+      batch-norm moving statistics and the running metrics of that step are rolled back, so
+      a checkpoint never holds a non-finite value; after `max_bad_steps` bad steps in a row
+      training stops with a message naming the step and the loss terms.
 """
 
 from __future__ import annotations
@@ -14,13 +24,20 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
-from hart_tf import datasets
-from hart_tf.checkpoints import CheckpointError, CheckpointManager, config_difference
+from hart_tf import datasets, distribute
+from hart_tf.checkpoints import (
+    CheckpointError,
+    CheckpointManager,
+    check_writable,
+    config_difference,
+)
 from hart_tf.config import HARTConfig
 from hart_tf.curriculum import Curriculum
 from hart_tf.model import HART
@@ -36,6 +53,7 @@ class TrainOptions:
     data_dir: str | None = None
     img_dir: str | None = None
     label_dir: str | None = None
+    texture_source: str = "procedural"
     batch_size: int = 32
     learning_rate: float = 1e-4
     momentum: float = 0.9
@@ -47,6 +65,8 @@ class TrainOptions:
     seed: int = 0
     jit_compile: str = "auto"
     unroll: bool = False
+    run_eagerly: bool = False
+    mixed_precision: bool = False
     curriculum: Curriculum = dataclasses.field(
         default_factory=lambda: Curriculum.from_range(5, 20, min_epochs=1)
     )
@@ -61,6 +81,10 @@ class TrainOptions:
     eval_steps: int = 30
     max_bad_steps: int = 20
     verbose: int = 1
+    distribute: str = "none"
+    num_hosts: int = 1
+    coordinator_address: str | None = None
+    process_id: int = 0
 
     @property
     def run_dir(self) -> Path:
@@ -78,36 +102,52 @@ def _jit(options: TrainOptions) -> bool:
     return keras.backend.backend() == "jax"
 
 
+def _runtime_options(model: HART, options: TrainOptions) -> None:
+    """How to run (not what to compute): the flags of this run win over a checkpoint's."""
+    model.unroll = model.rnn.unroll = options.unroll
+    model.run_eagerly = options.run_eagerly
+    model.jit_compile = _jit(options) and not options.run_eagerly
+
+
+def _load_v1_weights(model: HART, config: HARTConfig) -> None:
+    if config.v1 != "alexnet":
+        return
+    if config.alexnet_path:
+        from hart_tf.layers.v1 import load_alexnet_weights
+
+        load_alexnet_weights(model.cell.v1, config.alexnet_path)
+    else:
+        print("warning: no --alexnet_dir: the AlexNet V1 starts from random weights",
+              file=sys.stderr)
+
+
 def build_model(options: TrainOptions) -> HART:
-    model = HART(options.config, seed=options.seed, unroll=options.unroll)
+    """A new compiled HART (with the AlexNet weights when the config names them)."""
+    distribute.setup(options)  # the device layout comes before any variable
+    model = HART(options.config, seed=options.seed, unroll=options.unroll,
+                 mixed_precision=options.mixed_precision)
     model.build()
+    _load_v1_weights(model, options.config)
     optimizer = GuardedRMSprop(
         learning_rate=options.learning_rate,
         momentum=options.momentum,
         global_clipnorm=options.clip_norm,
     )
-    model.compile(optimizer=optimizer, jit_compile=_jit(options))
-    return model
+    model.compile(optimizer=optimizer, jit_compile=_jit(options) and not options.run_eagerly,
+                  run_eagerly=options.run_eagerly)
+    _runtime_options(model, options)
+    return distribute.prepare_model(model)
 
 
-def _lr_for(options: TrainOptions, length: int) -> float:
-    lr = options.learning_rate
-    for at, factor in sorted(options.lr_decay.items()):
-        if length >= at:
-            lr *= factor
-    return lr
-
-
-def _restore(options: TrainOptions, manager: CheckpointManager):
-    found = manager.latest()
-    if found is None:
-        return None, None
-    path, state = found
-    diff = config_difference(state["config"], options.config.to_dict())
-    if diff:
-        raise CheckpointError(f"{path}: checkpoint from a different config: {diff}")
-    model = keras.saving.load_model(path, compile=True)
-    return model, state
+def _eval_set(options: TrainOptions, split: str, n: int, length: int | None = None) -> dict:
+    try:
+        return datasets.eval_set(options, split, n=n, length=length)
+    except StopIteration:  # a loader's batch iterator had not one full batch
+        length = length or options.curriculum.lengths[-1]
+        raise ValueError(
+            f"--eval_sequences={n}: the {options.dataset} {split} split has fewer "
+            f"sequences of {length} frames; lower --eval_sequences"
+        ) from None
 
 
 def use_function_for_length(model, kind: str, length: int) -> None:
@@ -126,30 +166,106 @@ def use_function_for_length(model, kind: str, length: int) -> None:
     setattr(model, f"{kind}_function", cache[key])
 
 
+def _lr_for(options: TrainOptions, length: int) -> float:
+    lr = options.learning_rate
+    for at, factor in sorted(options.lr_decay.items()):
+        if length >= at:
+            lr *= factor
+    return lr
+
+
+# ---- state that .keras files do not keep -------------------------------------------------
+
+
+def _seed_variables(model) -> list:
+    # keras.random.SeedGenerator states: dropout and zoneout noise streams.
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _guarded_variables(model) -> list:
+    """What a forward pass changes besides the optimizer: batch-norm moving statistics and
+    the running metrics (the seed states advance on every step, good or bad)."""
+    seeds = {id(v) for v in _seed_variables(model)}
+    stats = [v for v in model.non_trainable_variables
+             if id(v) not in seeds and "float" in str(v.dtype)]
+    return stats + list(model.metrics_variables)
+
+
+def _values(variables) -> list:
+    return [np.asarray(v.numpy()).tolist() for v in variables]
+
+
+def _assign(variables, values, what: str, where: Path) -> None:
+    if len(variables) != len(values):
+        raise CheckpointError(f"{where}: {len(values)} {what} saved but the model has "
+                              f"{len(variables)}")
+    for v, value in zip(variables, values, strict=True):
+        v.assign(np.asarray(value, dtype=str(v.dtype)))
+
+
+def _restore(options: TrainOptions, manager: CheckpointManager):
+    """(model, state, path) of the newest good checkpoint, or (None, None, None)."""
+    for path, state in manager.candidates():
+        diff = config_difference(state["config"], options.config.to_dict())
+        if diff:
+            raise CheckpointError(f"{path}: checkpoint from a different config: {diff}")
+        dataclasses.replace(options.curriculum).restore(state["curriculum"])  # same lengths?
+        try:
+            model = keras.saving.load_model(path, compile=True)
+        # Keras raises many types for a file it cannot read; each means the same here.
+        except Exception as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            print(f"warning: skipping checkpoint: {path}: cannot load ({reason})",
+                  file=sys.stderr)
+            continue
+        _runtime_options(model, options)
+        if "rng" in state:
+            _assign(_seed_variables(model), state["rng"], "RNG states", path)
+        return model, state, path
+    return None, None, None
+
+
 class _StepLogger(keras.callbacks.Callback):
     """Counts global steps, checkpoints every N steps and guards against bad updates."""
 
     def __init__(self, trainer: _Trainer):
         super().__init__()
         self.trainer = trainer
+        self.good: list = []  # values of _guarded_variables after the last good step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        t = self.trainer
+        model = self.model
+        if t.resume_metrics is not None:
+            # A mid-epoch resume: fit has just reset the metrics; continue the epoch's means.
+            _assign(list(model.metrics_variables), t.resume_metrics, "metric values",
+                    t.resumed_from)
+            t.resume_metrics = None
+        self.good = _values(_guarded_variables(model))
 
     def on_train_batch_end(self, batch, logs=None):
         t = self.trainer
+        model = self.model  # under JAX, reading .model syncs the trainer state into variables
         t.step += 1
+        t.epoch_step += 1
         logs = logs or {}
-        if t.tb is not None:
-            t.tb.on_step(t.step, logs, self.model, t.curriculum.length)
-        bad = int(keras.ops.convert_to_numpy(self.model.optimizer.consecutive_bad))
+        t.log_step(logs, model)
+        bad = int(model.optimizer.consecutive_bad.numpy())
+        guarded = _guarded_variables(model)
+        if bad == 0:
+            self.good = _values(guarded)
+            t.bad_since, t.bad_terms = None, set()
+        else:
+            t.note_bad_step(logs, model)
+            # Roll back what the bad forward pass changed (NaN moving statistics would
+            # poison every later checkpoint even though the weights were kept).
+            _assign(guarded, self.good, "guarded values", t.options.run_dir)
         if bad >= t.options.max_bad_steps:
-            terms = [k for k, v in logs.items() if not math.isfinite(float(v))]
-            what = ", ".join(terms) if terms else "gradient"
-            t.stop_reason = (
-                f"stopped at step {t.step}: {bad} consecutive non-finite updates "
-                f"(bad: {what}); the last good checkpoint is kept"
-            )
-            self.model.stop_training = True
+            t.stop_after_bad_steps(bad)
+            model.stop_training = True
             return
-        if t.step % t.options.checkpoint_every == 0 and bad == 0:
+        last_of_epoch = t.epoch_step >= t.options.steps_per_epoch  # the epoch end saves
+        if t.step % t.options.checkpoint_every == 0 and bad == 0 and not last_of_epoch:
             t.save()
 
 
@@ -159,112 +275,202 @@ class _Trainer:
         self.curriculum = options.curriculum
         self.step = 0
         self.epoch = 0
+        self.epoch_step = 0
         self.best_iou = -1.0
         self.history: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
+        self.bad_since: int | None = None
+        self.bad_terms: set[str] = set()
+        self.resume_metrics: list | None = None
+        self.resumed_from: Path | None = None
+        self.data_error: Exception | None = None
+        # Check every input before writing anything: a bad flag or file leaves no output.
         self.manager = CheckpointManager(options.run_dir, keep=options.keep_checkpoints)
+        check_writable(options.log_dir, "--logdir")
+        self.source = datasets.train_source(options)
+        self.val = _eval_set(options, "val", options.eval_sequences)
+        distribute.setup(options)  # before a checkpoint is loaded, so it is laid out too
         self.model = None
         if options.resume:
-            self.model, state = _restore(options, self.manager)
+            self.model, state, path = _restore(options, self.manager)
             if state is not None:
-                self.step, self.epoch = int(state["step"]), int(state["epoch"])
-                self.best_iou = float(state.get("best_iou", -1.0))
-                self.history = list(state.get("history", []))
-                self.curriculum.restore(state["curriculum"])
-                print(f"Resumed {options.run_dir} at step {self.step} "
-                      f"(epoch {self.epoch}, T={self.curriculum.length})")
+                self._resume(state, path)
         if self.model is None:
             keras.utils.set_random_seed(options.seed)
             self.model = build_model(options)
-        self.source = datasets.train_source(options, start_batch=self.step)
-        self.val = datasets.eval_set(options, "val", n=options.eval_sequences)
+        self.model = distribute.prepare_model(self.model)
+        self.manager = distribute.chief_writes(self.manager)  # one writer on several hosts
         self.tb = None
-        try:
-            from hart_tf.tensorboard import TensorBoardLogger
+        self._tb_failed = False
 
-            self.tb = TensorBoardLogger(options.log_dir, self.val, options.image_every)
-        except ImportError as e:
-            print(f"warning: TensorBoard logging is off ({e})", file=sys.stderr)
+    def _resume(self, state: dict, path: Path) -> None:
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.epoch_step = int(state.get("epoch_step", 0))
+        self.best_iou = float(state.get("best_iou", -1.0))
+        self.history = list(state.get("history", []))
+        self.curriculum.restore(state["curriculum"])
+        self.resumed_from = path
+        if self.epoch_step and state.get("metrics") is not None:
+            self.resume_metrics = state["metrics"]
+        print(f"Resumed {self.options.run_dir} at step {self.step} "
+              f"(epoch {self.epoch}, T={self.curriculum.length}) from {path.name}")
+
+    # ---- logging ------------------------------------------------------------------------
+
+    def _logger(self):
+        """The TensorBoard logger, made at the first step so bad input writes no file."""
+        if self.tb is None and not self._tb_failed:
+            try:
+                from hart_tf.tensorboard import TensorBoardLogger
+
+                self.tb = TensorBoardLogger(self.options.log_dir, self.val,
+                                            self.options.image_every)
+            except ImportError as e:
+                self._tb_failed = True
+                print(f"warning: TensorBoard logging is off ({e})", file=sys.stderr)
+        return self.tb
+
+    def log_step(self, logs: dict, model) -> None:
+        tb = self._logger()
+        if tb is not None:
+            tb.on_step(self.step, logs, model, self.curriculum.length)
+
+    def note_bad_step(self, logs: dict, model) -> None:
+        if self.bad_since is None:
+            self.bad_since = self.step
+        bad = {k for k, v in logs.items() if not math.isfinite(float(v))}
+        terms = bad & set(model.loss_terms)
+        if not terms and "loss" in bad:
+            terms = {"total loss (learned weights or L2)"}
+        self.bad_terms |= terms or {"gradient only (the loss was finite)"}
+
+    def stop_after_bad_steps(self, bad: int) -> None:
+        latest = self.manager.latest()
+        kept = (f"the last good checkpoint {latest[0]} is kept and rerunning resumes from it"
+                if latest else "no checkpoint was written before")
+        self.stop_reason = (
+            f"training stopped at step {self.step}: {bad} updates in a row had a non-finite "
+            f"loss or gradient, from step {self.bad_since} on (non-finite: "
+            f"{', '.join(sorted(self.bad_terms))}); {kept}"
+        )
+
+    # ---- checkpoints --------------------------------------------------------------------
 
     def state(self) -> dict:
         return {
             "step": self.step,
             "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
             "best_iou": self.best_iou,
             "curriculum": self.curriculum.state(),
             "config": self.options.config.to_dict(),
             "data_batches": self.step,
             "history": self.history,
             "backend": keras.backend.backend(),
+            "rng": _values(_seed_variables(self.model)),
+            "metrics": _values(self.model.metrics_variables) if self.epoch_step else None,
         }
 
     def save(self, best: bool = False):
         self.manager.save(self.model, self.state(), best=best)
 
+    # ---- the loop -----------------------------------------------------------------------
+
+    def _batches(self, length: int):
+        """The training batches; an error while making one (a corrupt frame, say) is kept
+        and re-raised after `fit`, which would turn it into a multi-line TensorFlow error."""
+        try:
+            yield from self.source.batches(length, start=self.step)
+        # Any error of the data code, re-raised unchanged once fit has returned.
+        except Exception as e:
+            self.data_error = e
+
     def run(self) -> dict:
         o = self.options
         started = time.time()
         logger = _StepLogger(self)
-        while self.epoch < o.epochs and self.stop_reason is None:
-            length = self.curriculum.length
-            self.model.optimizer.learning_rate.assign(_lr_for(o, length))
-            if o.verbose:
-                print(f"Epoch {self.epoch + 1}/{o.epochs}  T={length}  "
-                      f"lr={_lr_for(o, length):.3g}")
-            use_function_for_length(self.model, "train", length)
-            hist = self.model.fit(
-                self.source.batches(length, start=self.step),
-                steps_per_epoch=o.steps_per_epoch,
-                epochs=1,
-                verbose=o.verbose,
-                shuffle=False,
-                callbacks=[logger],
-            )
-            if self.stop_reason:
-                break
-            self.epoch += 1
-            logs = {k: float(v[-1]) for k, v in hist.history.items()}
-            val = datasets.evaluate_iou(self.model, self.val, length, o.batch_size)
-            logs.update({"val_iou": val, "length": length, "epoch": self.epoch,
-                         "step": self.step, "minutes": (time.time() - started) / 60})
-            self.history.append(logs)
-            if o.verbose:
-                print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
-                      f"val IoU (T={length}) {val:.3f}")
+        try:
+            while self.epoch < o.epochs and self.stop_reason is None:
+                length = self.curriculum.length
+                self.model.optimizer.learning_rate.assign(_lr_for(o, length))
+                if o.verbose:
+                    print(f"Epoch {self.epoch + 1}/{o.epochs}  T={length}  "
+                          f"lr={_lr_for(o, length):.3g}")
+                use_function_for_length(self.model, "train", length)
+                with warnings.catch_warnings():
+                    # The batches never run out; when they stop, self.data_error says why.
+                    warnings.filterwarnings("ignore", message="Your input ran out of data")
+                    try:
+                        hist = self.model.fit(
+                            distribute.feed(lambda length=length: self._batches(length)),
+                            steps_per_epoch=o.steps_per_epoch - self.epoch_step,
+                            epochs=1,
+                            verbose=o.verbose,
+                            shuffle=False,
+                            callbacks=[logger],
+                        )
+                    except Exception:
+                        if self.data_error is None:
+                            raise
+                if self.data_error is not None:
+                    raise self.data_error
+                if self.stop_reason:
+                    break
+                self.epoch += 1
+                self.epoch_step = 0
+                logs = {k: float(v[-1]) for k, v in hist.history.items()}
+                val = datasets.evaluate_iou(self.model, self.val, length, o.batch_size)
+                logs.update({"val_iou": val, "length": length, "epoch": self.epoch,
+                             "step": self.step, "minutes": (time.time() - started) / 60})
+                self.history.append(logs)
+                if o.verbose:
+                    print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
+                          f"val IoU (T={length}) {val:.3f}")
+                if self._logger() is not None:
+                    self.tb.on_epoch(self.step, logs)
+                # Only a validation at the longest length competes for the best checkpoint.
+                is_best = self.curriculum.at_max and val > self.best_iou
+                grew = self.curriculum.end_epoch(logs.get("iou", 0.0))
+                if is_best:
+                    self.best_iou = val
+                self.save(best=is_best)
+                if grew and o.verbose:
+                    print(f"  curriculum: sequence length {length} -> {self.curriculum.length}")
+                if o.max_minutes and time.time() - started > 60 * o.max_minutes:
+                    print(f"Time budget of {o.max_minutes} min reached.")
+                    break
+            if self.stop_reason is None and self.manager.best() is None:
+                self.save(best=True)
+        finally:
             if self.tb is not None:
-                self.tb.on_epoch(self.step, logs)
-            grew = self.curriculum.end_epoch(logs.get("iou", 0.0))
-            is_best = self.curriculum.at_max and val > self.best_iou
-            if is_best:
-                self.best_iou = val
-            self.save(best=is_best)
-            if grew and o.verbose:
-                print(f"  curriculum: sequence length {length} -> {self.curriculum.length}")
-            if o.max_minutes and time.time() - started > 60 * o.max_minutes:
-                print(f"Time budget of {o.max_minutes} min reached.")
-                break
-        if self.stop_reason:
-            print(self.stop_reason, file=sys.stderr)
-        if self.manager.best() is None:
-            self.save(best=True)
+                self.tb.close()
         return {"step": self.step, "epoch": self.epoch, "length": self.curriculum.length,
                 "history": self.history, "stopped": self.stop_reason,
                 "minutes": (time.time() - started) / 60}
 
 
 def train(options: TrainOptions) -> dict:
-    """Trains (or resumes) a HART and returns a summary with the final test evaluation."""
+    """Trains (or resumes) a HART and returns a summary with the final test evaluation.
+
+    When the NaN guard stops training, the summary's `stopped` holds the reason, `test` is
+    None and `checkpoint` is the last good checkpoint (or None).
+    """
     trainer = _Trainer(options)
     summary = trainer.run()
-    from hart_tf.evaluation import evaluate_model
+    if summary["stopped"]:
+        latest = trainer.manager.latest()
+        summary["test"] = None
+        summary["checkpoint"] = str(latest[0]) if latest else None
+    else:
+        from hart_tf.evaluation import evaluate_model
 
-    best = trainer.manager.best()
-    model = keras.saving.load_model(best[0]) if best else trainer.model
-    test = datasets.eval_set(options, "test", n=options.eval_sequences,
-                             length=options.eval_steps + 1)
-    result = evaluate_model(model, test, batch_size=options.batch_size)
-    summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
-    summary["checkpoint"] = str(best[0]) if best else None
+        best = trainer.manager.best()
+        model = keras.saving.load_model(best[0]) if best else trainer.model
+        test = _eval_set(options, "test", options.eval_sequences, options.eval_steps + 1)
+        result = evaluate_model(model, test, batch_size=options.batch_size)
+        summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
+        summary["checkpoint"] = str(best[0]) if best else None
+    options.run_dir.mkdir(parents=True, exist_ok=True)
     out = options.run_dir / "summary.json"
     tmp = out.with_name(".tmp-summary.json")
     tmp.write_text(json.dumps(summary, indent=1, default=float))

@@ -11,7 +11,7 @@ agrees with this count to 0.1% for V1); grouped convolutions count Cin / groups;
 dynamic-filter convolution is an einsum over zero-padded patches, so it counts every tap.
 Elementwise work (the Gaussian filter construction, LRN, batch norm, activations, the LSTM
 gates, losses) is left out: it is memory-bound, not matrix work, and XLA's cost analysis of
-one compiled step puts it at about 0.1% (kitti) and 2% (small) of the total. A
+one compiled step puts it at 0.4% (kitti) and 2.6% (small) of the total. A
 sequence of T frames runs one initial-state step on frame 0 (no dorsal stream) and then T
 recurrent steps (frame 0 again, as the original), so a trained frame costs
 (T * step + init) / T forward FLOPs; training is counted as 3x forward (backward ~2x).

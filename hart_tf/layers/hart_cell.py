@@ -11,7 +11,11 @@ from hart_tf.layers.appearance_attention import AppearanceAttention
 from hart_tf.layers.spatial_attention import SpatialAttention, attention_to_box, box_to_attention
 from hart_tf.layers.v1 import AlexNetV1, SmallV1
 
-_SMALL_INIT = keras.initializers.RandomUniform(-1e-3, 1e-3)
+
+def _small_init():
+    # A new initializer per layer: one shared unseeded instance repeats the same values.
+    return keras.initializers.RandomUniform(-1e-3, 1e-3)
+
 
 
 @keras.saving.register_keras_serializable(package="hart_tf")
@@ -148,11 +152,11 @@ class HARTCell(keras.layers.Layer):
             self.mask_features = keras.layers.Dense(10, activation="elu", name="mask_features")
         self.att_hidden = keras.layers.Dense(units, activation="elu", name="att_readout_1")
         self.att_out = keras.layers.Dense(
-            4, activation="tanh", kernel_initializer=_SMALL_INIT, name="att_readout"
+            4, activation="tanh", kernel_initializer=_small_init(), name="att_readout"
         )
         self.box_hidden = keras.layers.Dense(units, activation="elu", name="box_readout_1")
         self.box_out = keras.layers.Dense(
-            4, activation="tanh", kernel_initializer=_SMALL_INIT, name="box_readout"
+            4, activation="tanh", kernel_initializer=_small_init(), name="box_readout"
         )
         if c.transform_init:
             self.init_features = keras.layers.Dense(units, activation="relu", name="init_features")
@@ -168,7 +172,7 @@ class HARTCell(keras.layers.Layer):
         self.att_gate = self.add_weight(
             shape=(4,), initializer=keras.initializers.Constant(c.att_gain), name="att_gate"
         )
-        self.att_bias_raw = self.add_weight(shape=(4,), initializer=_SMALL_INIT, name="att_bias")
+        self.att_bias_raw = self.add_weight(shape=(4,), initializer=_small_init(), name="att_bias")
         self.spatial_attention.build((None, h, w, c.channels), (None, 4))
         self.v1.build((None, gh, gw, c.channels))
         self.appearance.build((None, fh, fw, c.v1_channels), (None, units))

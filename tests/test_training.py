@@ -1,0 +1,191 @@
+"""Training entry point, curriculum and evaluation scores.
+
+The training run is tiny and eager (`--run_eagerly`): building the train graph takes
+longer on two cores than the few eager steps do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from absl import flags as absl_flags
+
+from hart_tf import cli
+from hart_tf import train as train_cli
+from hart_tf.curriculum import Curriculum
+from hart_tf.evaluation import evaluate_model, score
+from hart_tf.training import TrainOptions, _lr_for
+
+FLAGS = absl_flags.FLAGS
+
+
+def _main(argv: list[str]) -> None:
+    FLAGS.unparse_flags()
+    try:
+        train_cli.main(cli.parse_flags(["train", *argv]))
+    finally:
+        FLAGS.unparse_flags()
+
+
+def _events(logdir: Path):
+    """(step, tag, value) of every summary in the event files under `logdir`."""
+    import tensorflow as tf
+
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                yield event.step, value.tag, tf.make_ndarray(value.tensor)
+
+
+def _scalars(logdir: Path) -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = {}
+    for step, tag, value in _events(logdir):
+        if value.ndim == 0:
+            out.setdefault(tag, {})[step] = float(value)
+    return out
+
+
+def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
+    run, logdir = tmp_path / "ckpt" / "tiny", tmp_path / "tb"
+    args = ["--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
+            "--steps_per_epoch=2", "--curriculum_lengths=2,3", "--curriculum_threshold=0",
+            "--checkpoint_every=1", f"--checkpoint_dir={tmp_path / 'ckpt'}", "--run_name=tiny",
+            f"--logdir={logdir}", "--eval_sequences=2", "--eval_steps=2", "--image_every=2",
+            "--run_eagerly", "--max_minutes=0"]
+    _main([*args, "--epochs=1"])
+    out = capsys.readouterr().out
+    assert "Resumed" not in out
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best.json", "best.keras", "ckpt-1.json", "ckpt-1.keras", "ckpt-2.json", "ckpt-2.keras",
+        "summary.json"]
+    state = json.loads((run / "ckpt-2.json").read_text())
+    assert (state["step"], state["epoch"], state["epoch_step"]) == (2, 1, 0)
+    assert state["curriculum"]["index"] == 1  # threshold 0: grows after one epoch
+    assert len(list(logdir.glob("events.out.tfevents.*"))) == 1
+
+    _main([*args, "--epochs=2"])
+    out = capsys.readouterr().out
+    assert f"Resumed {run} at step 2 (epoch 1, T=3) from ckpt-2.keras" in out
+    report = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    assert report["checkpoint"] == str(run / "best.keras")
+    assert report["test"]["steps"] == 2 and report["test"]["sequences"] == 2
+    assert out.strip().splitlines()[-1].startswith("Test mean IoU over 2 steps: ")
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["step"], summary["epoch"], summary["length"]) == (4, 2, 3)
+    assert [h["length"] for h in summary["history"]] == [2, 3]
+    assert json.loads((run / "best.json").read_text())["step"] == 4  # first epoch at T=3
+
+    scalars = _scalars(logdir)  # both processes' event files
+    assert scalars["train/sequence_length"] == {1: 2.0, 2: 2.0, 3: 3.0, 4: 3.0}
+    assert set(scalars["train/loss"]) == {1, 2, 3, 4}
+    assert set(scalars["train/skipped_updates"]) == {1, 2, 3, 4}
+    assert set(scalars["epoch/val_iou"]) == {2, 4}
+    assert {"train/tracking", "train/attention", "train/appearance", "train/iou",
+            "train/grad_norm", "train/learning_rate", "train/lambda_tracking"} <= set(scalars)
+    images = [(step, value.shape) for step, tag, value in _events(logdir)
+              if tag == "val/tracking"]
+    assert [step for step, _ in images] == [2, 4]
+
+
+# ---- curriculum --------------------------------------------------------------------------
+
+
+def test_curriculum_follows_a_fake_history():
+    c = Curriculum((5, 10, 20), threshold=0.7, threshold_decrease=0.1, min_epochs=2)
+    assert c.current_threshold() == 0.7
+    history = [0.9, 0.5, 0.71, 0.67, 0.668, 0.99]
+    lengths, grew = [], []
+    for iou in history:
+        grew.append(c.end_epoch(iou))
+        lengths.append(c.length)
+    # 0.9: first epoch at 5 (min 2); 0.5 < 0.7; 0.71 >= 0.7 -> 10; 0.67: first at 10;
+    # 0.668 >= 0.7 - 0.1 * 5/15 -> 20; at the longest length it stays.
+    assert lengths == [5, 5, 10, 10, 20, 20]
+    assert grew == [False, False, True, False, True, False]
+    assert c.current_threshold() == pytest.approx(0.6)
+    state = c.state()
+    assert state == {"index": 2, "epochs_at_length": 1, "lengths": [5, 10, 20]}
+    again = Curriculum((5, 10, 20))
+    again.restore(json.loads(json.dumps(state)))
+    assert (again.length, again.epochs_at_length, again.at_max) == (20, 1, True)
+    with pytest.raises(ValueError) as info:
+        Curriculum((5, 10)).restore(state)
+    assert str(info.value) == ("checkpoint curriculum lengths [5, 10, 20] differ from "
+                               "--curriculum_* flags [5, 10]")
+
+
+def test_curriculum_lengths():
+    assert Curriculum.from_range(5, 20, step=4).lengths == (5, 9, 13, 17, 20)
+    assert Curriculum.from_range(3, 5).lengths == (3, 4, 5)
+    with pytest.raises(ValueError, match=r"^curriculum lengths must increase, got \(5, 5\)$"):
+        Curriculum((5, 5))
+    with pytest.raises(ValueError, match=r"^curriculum lengths must be >= 2, got \(1, 5\)$"):
+        Curriculum((1, 5))
+
+
+def test_learning_rate_decays_with_the_sequence_length():
+    from hart_tf.config import HARTConfig
+
+    options = TrainOptions(config=HARTConfig(), learning_rate=1e-3, lr_decay={10: 0.5, 20: 0.3})
+    assert [_lr_for(options, t) for t in (5, 10, 19, 20, 30)] == pytest.approx(
+        [1e-3, 5e-4, 5e-4, 1.5e-4, 1.5e-4])
+
+
+# ---- evaluation scores ----------------------------------------------------------------------
+
+# (y, x, h, w) ground truth of three 3-frame sequences (the objects do not move).
+GT = np.array([[[10, 10, 10, 10]] * 3, [[20, 30, 30, 30]] * 3, [[0, 0, 8, 8]] * 3],
+              np.float32)
+PRESENCE = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 0]], np.float32)
+
+
+class _FixedModel:
+    """Stands in for HART in `evaluate_model`: predicts the given boxes."""
+
+    predict_function = None
+
+    def __init__(self, boxes):
+        self.boxes = boxes
+        self.done = 0  # sequences predicted so far (evaluate_model goes through in order)
+
+    def make_predict_function(self):
+        self.predict_function = object()
+
+    def predict_on_batch(self, x):
+        n = len(x["box0"])
+        self.done += n
+        return {"boxes": self.boxes[self.done - n : self.done]}
+
+
+def _data(n: int = 3) -> dict:
+    return {"frames": np.zeros((n, 3, 4, 4, 3), np.uint8), "boxes": GT[:n],
+            "presence": PRESENCE[:n]}
+
+
+def test_a_perfect_tracker_scores_one():
+    result = evaluate_model(_FixedModel(GT), _data(), batch_size=8)
+    assert result["mean_iou"] == 1.0 and result["iou_per_step"] == [1.0, 1.0]
+    assert result["success_auc"] == 1.0 and result["precision_20"] == 1.0
+    assert (result["steps"], result["sequences"]) == (2, 3)
+    # The objects stand still, so the static baseline is perfect as well.
+    assert result["static_mean_iou"] == 1.0 and result["static_success_auc"] == 1.0
+
+
+def test_known_offsets_give_the_hand_computed_scores():
+    pred = GT.copy()
+    pred[1, 1:, 1] += 25  # 30x30 box moved 25 px: IoU 150 / 1650 = 1/11, 25 px off
+    pred[2, 1, 1] += 2  # 8x8 box moved 2 px: IoU 48 / 80 = 0.6, 2 px off
+    pred[2, 2] = [100, 100, 1, 1]  # absent object at t=2: not scored
+    got = score(pred, GT, PRESENCE)
+    ious = [1, 1, 1 / 11, 1 / 11, 0.6]  # the five present (sequence, t >= 1) frames
+    assert got["mean_iou"] == pytest.approx(np.mean(ious), abs=1e-6)
+    assert got["iou_per_step"] == pytest.approx([(1 + 1 / 11 + 0.6) / 3, (1 + 1 / 11) / 2])
+    # AUC thresholds .025, .075, ..., .975: IoU 1 passes 20 of 20, 1/11 passes 2, .6 passes 12.
+    assert got["success_auc"] == pytest.approx((20 + 20 + 2 + 2 + 12) / 100)
+    assert got["precision_20"] == pytest.approx(3 / 5)  # centres 0, 0, 25, 25, 2 px off
+    result = evaluate_model(_FixedModel(pred), _data(), batch_size=2)
+    assert result["mean_iou"] == pytest.approx(got["mean_iou"])
