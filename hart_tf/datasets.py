@@ -124,8 +124,8 @@ def _first(batches, options, split: str, n: int, length: int) -> dict[str, Any]:
     for batch in batches:
         return batch
     raise ValueError(
-        f"--dataset={options.dataset}: fewer than {n} {split} windows of {length} frames; "
-        f"lower --eval_sequences or --eval_steps"
+        f"--eval_sequences={n}: the {options.dataset} {split} split has fewer "
+        f"sequences of {length} frames; lower --eval_sequences"
     )
 
 
