@@ -184,7 +184,8 @@ def _jax_plan(options, count: int | None) -> Plan:
     import jax
 
     devices = _first(keras.distribution.list_devices(), count)
-    engine = keras.distribution.DataParallel(devices=devices)
+    # `feed` gives each host its rows itself (Keras would only shard a tf.data.Dataset).
+    engine = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     keras.distribution.set_distribution(engine)
     return Plan("data_parallel", "jax", len(devices), jax.process_count(),
                 jax.process_index(), engine)
@@ -263,7 +264,8 @@ def _restartable_dataset(make_batches: Callable[[], Iterator]):
     except StopIteration:
         return tf.data.Dataset.from_tensor_slices(([], []))  # fit reports the empty input
     finally:
-        first.close()  # only its shapes were needed
+        if hasattr(first, "close"):  # a generator: only its shapes were needed
+            first.close()
     signature = keras.tree.map_structure(
         lambda a: tf.TensorSpec(np.shape(a), tf.as_dtype(np.asarray(a).dtype)), example)
     dataset = tf.data.Dataset.from_generator(make_batches, output_signature=signature)
@@ -276,14 +278,19 @@ def _restartable_dataset(make_batches: Callable[[], Iterator]):
 def prepare_model(model: keras.Model) -> keras.Model:
     """Makes a HART built or loaded under the plan train and predict as on one device.
 
-    TensorFlow only (nothing to do on JAX or on one device):
+    Nothing to do on one device. JAX: the optimizer is built now, because a train function
+    made before it (`use_function_for_length`) fixes the state's shardings without its
+    slots. TensorFlow:
       * Keras sums the replicas' gradients and expects each replica's loss divided by the
         replica count (its own `compute_loss` does that); HART's override does not.
       * Keras' `predict_on_batch` hands every replica the whole batch and returns the N
         copies concatenated (measured, Keras 3.15); `predict` splits the batch instead.
     """
-    if (_PLAN.backend != "tensorflow" or _PLAN.num_devices == 1
-            or model.__dict__.get("_hart_distributed")):
+    if _PLAN.mode == "none" or model.__dict__.get("_hart_distributed"):
+        return model
+    if _PLAN.backend == "jax":
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
         return model
     import tensorflow as tf
 

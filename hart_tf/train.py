@@ -72,6 +72,10 @@ def options_from_flags() -> TrainOptions:
         max_bad_steps=FLAGS.max_bad_steps,
         run_eagerly=FLAGS.run_eagerly,
         mixed_precision=FLAGS.mixed_precision,
+        distribute=FLAGS.distribute,
+        num_hosts=FLAGS.num_hosts,
+        coordinator_address=FLAGS.coordinator_address,
+        process_id=FLAGS.process_id,
     )
 
 

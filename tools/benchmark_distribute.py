@@ -77,8 +77,8 @@ def measure(config, devices: int, per_device_batch: int, seq_len: int) -> dict:
     def run(steps: int) -> float:
         start = time.perf_counter()
         # fit returns once the last step's logs are read back: the steps have finished.
-        model.fit(distribute.feed(lambda: itertools.cycle(data)), steps_per_epoch=steps,
-                  epochs=1, verbose=0, shuffle=False)
+        model.fit(distribute.feed(lambda: (b for b in itertools.cycle(data))),
+                  steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         return time.perf_counter() - start
 
     run(FLAGS.warmup)
