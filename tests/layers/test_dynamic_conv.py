@@ -79,8 +79,9 @@ def test_initialisers_follow_the_original():
         (layer.static_bias, math.sqrt(6 / (1 + filters))),
     ]
     for variable, limit in checks:
-        values = np.abs(to_np(variable))
-        assert values.max() <= limit, variable.path
+        values = np.abs(to_np(variable)).astype("float64")
+        # The limit rounded to float32 may sit one ulp above the float64 value.
+        assert values.max() <= float(np.float32(limit)) * (1 + 1e-6), variable.path
     # The large kernel head fills its range.
     assert np.abs(to_np(layer.kernel_head.kernel)).max() > 0.95 * checks[0][1]
 
