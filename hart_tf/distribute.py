@@ -25,13 +25,13 @@ plain arrays, so a checkpoint restores on any device count.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -285,6 +285,11 @@ def prepare_model(model: keras.Model) -> keras.Model:
         replica count (its own `compute_loss` does that); HART's override does not.
       * Keras' `predict_on_batch` hands every replica the whole batch and returns the N
         copies concatenated (measured, Keras 3.15); `predict` splits the batch instead.
+      * Before training, Keras' `fit` reads a batch and reduces it over the replicas to
+        build the model, which is built already; under MultiWorkerMirroredStrategy that
+        reduction fails (measured, Keras 3.15), so the build skips the batch.
+      * Under MultiWorkerMirroredStrategy Keras averages the replicas' logs along axis 0,
+        which scalars lack (measured, Keras 3.15); there they are given that axis.
     """
     if _PLAN.mode == "none" or model.__dict__.get("_hart_distributed"):
         return model
@@ -301,38 +306,48 @@ def prepare_model(model: keras.Model) -> keras.Model:
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return loss / tf.cast(replicas, loss.dtype)
 
+    metrics = model.compute_metrics
+    several_hosts = isinstance(_PLAN.engine, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def compute_metrics(x, y, y_pred, sample_weight=None):
+        logs = metrics(x, y, y_pred, sample_weight=sample_weight)
+        return {k: tf.reshape(v, (1,)) for k, v in logs.items()} if several_hosts else logs
+
     def predict_on_batch(x):
         rows = len(keras.tree.flatten(x)[0])
         return model.predict(x, batch_size=rows, verbose=0)
 
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        with _PLAN.engine.scope():
+            # Reads a batch only if a layer is unbuilt; builds the optimizer.
+            model._symbolic_build(iterator=iterator, data_batch=data_batch)
+
     model.compute_loss = compute_loss
+    model.compute_metrics = compute_metrics
     model.predict_on_batch = predict_on_batch
+    model._maybe_symbolic_build = maybe_symbolic_build
     model.__dict__["_hart_distributed"] = True
     return model
 
 
 class _NonChiefCheckpoints:
-    """A non-chief host's view of the run's checkpoints: it reads them to resume at the same
-    step as the chief, but writes none. On TensorFlow it still saves, into a folder it then
-    deletes, because reading distributed variables is a collective all workers must join."""
+    """A non-chief host's checkpoints: it saves as the chief does (saving is collective on
+    both backends: TF reads distributed variables, Keras' JAX saving makes variables under
+    the distribution, a cross-host check; a chief saving alone waits forever, measured with
+    2 JAX processes), but into a private folder deleted at exit, and answers `best`/`latest`
+    from it, so its decisions never depend on how far the chief's writes have got. It
+    resumes from the chief's folder, read before this view replaces the manager."""
 
     def __init__(self, manager):
-        self._manager = manager
+        folder = tempfile.mkdtemp(prefix=f"hart-host{_PLAN.host}-")
+        atexit.register(shutil.rmtree, folder, True)
+        self._local = type(manager)(folder, keep=manager.keep)
 
     def __getattr__(self, name: str):
-        return getattr(self._manager, name)
-
-    def save(self, model, state: dict, best: bool = False) -> Path:
-        if _PLAN.backend == "tensorflow":
-            scratch = tempfile.mkdtemp(prefix="hart-nonchief-")
-            try:
-                type(self._manager)(scratch, keep=1).save(model, state, best=best)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-        return Path(self._manager.directory) / f"ckpt-{int(state['step'])}.keras"
+        return getattr(self._local, name)
 
 
 def chief_writes(manager):
-    """`manager` on the chief; on other hosts a view of it that writes no checkpoint."""
+    """`manager` on the chief; on other hosts a stand-in that writes in a private folder."""
     return manager if _PLAN.is_chief else _NonChiefCheckpoints(manager)
 
