@@ -105,22 +105,31 @@ class HART(keras.Model):
             zoneout = ops.full(zshape, 1.0 - c.zoneout, "float32")
         return dropout, zoneout
 
-    @staticmethod
-    def _frames(frames):
-        return ops.cast(frames, "float32") / 255.0
-
     # ---- forward ------------------------------------------------------------------------
 
     def call(self, inputs, training=False):
-        frames = self._frames(inputs["frames"])  # (B, T, H, W, C)
+        frames = inputs["frames"]  # (B, T, H, W, C) pixels in [0, 255]
         box0 = ops.cast(inputs["box0"], "float32")  # (B, 4)
         batch, steps = ops.shape(frames)[0], ops.shape(frames)[1]
         dropout, zoneout = self._noise(batch, steps + 1, training)
         state0, (mean0, var0) = self.cell.initial_state_from_frame(
             frames[:, 0], box0, dropout[:, 0], training=training
         )
-        packed = self.cell.pack_inputs(frames, dropout[:, 1:], zoneout[:, 1:])  # (B, T, D)
-        raw = self.rnn(packed, initial_state=state0, training=training)  # (B, T, out)
+        if self.unroll:
+            # A Python loop over the cell's `step`: the frames stay in their dtype (uint8
+            # from the data pipeline) until each step casts its own, never packed with the
+            # masks into one float tensor as keras.layers.RNN needs (measured: that pack,
+            # cast and time-major transpose were ~10 % of a training step on the CPU).
+            state, outputs = state0, []
+            for t in range(frames.shape[1]):
+                out, state = self.cell.step(
+                    frames[:, t], dropout[:, t + 1], zoneout[:, t + 1], state, training=training
+                )
+                outputs.append(out)
+            raw = ops.stack(outputs, axis=1)  # (B, T, out)
+        else:
+            packed = self.cell.pack_inputs(frames, dropout[:, 1:], zoneout[:, 1:])  # (B, T, D)
+            raw = self.rnn(packed, initial_state=state0, training=training)  # (B, T, out)
         fields = self.cell.unpack_outputs(raw)
         if training:
             # BatchNorm statistics leave the loop and update the moving averages here.
@@ -157,7 +166,7 @@ class HART(keras.Model):
         Returns:
             list of state tensors [a, h, c, o].
         """
-        state, _ = self.cell.initial_state_from_frame(self._frames(frame), box0)
+        state, _ = self.cell.initial_state_from_frame(frame, box0)
         _, state = self.step(frame, state)  # the sequence call also steps on frame 0
         return state
 
@@ -167,11 +176,9 @@ class HART(keras.Model):
         `outputs` holds `box`, `att_box`, `location_map` and `presence` for this frame.
         Stepping frames 1..T-1 from `init_state` equals `call(training=False)`.
         """
-        frame = self._frames(frame)
         batch = ops.shape(frame)[0]
         dropout, zoneout = self._noise(batch, 1, training=False)
-        packed = self.cell.pack_inputs(frame[:, None], dropout, zoneout)[:, 0]
-        raw, new_state = self.cell(packed, state, training=False)
+        raw, new_state = self.cell.step(frame, dropout[:, 0], zoneout[:, 0], state)
         f = self.cell.unpack_outputs(raw)
         maps = ops.sigmoid(f["location_logits"])
         out = {

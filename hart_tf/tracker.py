@@ -8,7 +8,9 @@
 Frames are uint8 RGB (H, W, 3) of any size: each is resized to the model's input size and
 boxes are mapped back to that frame's pixels. Boxes are (x, y, w, h), the top-left corner
 first. `init(frame, boxes)` with boxes (N, 4) follows N objects at once: `update` then runs
-one batched step on the frame tiled N times and returns (N, 4).
+one batched step for all N and returns (N, 4); the frame goes to the device once, as uint8,
+and is tiled N times there (a SavedModel's signatures take float32 frames, so for those it
+is tiled on the host).
 
 The step is compiled once per tracker (a `tf.function` with a dynamic batch on the
 TensorFlow backend, `jax.jit` on JAX; a SavedModel's `step` signature is compiled already)
@@ -29,28 +31,47 @@ from PIL import Image
 
 from hart_tf.data.images import RESAMPLE
 
-# (frames (N, H, W, C) float32, boxes (N, 4) yxhw) -> state
+# (frame (1, H, W, C) uint8, boxes (N, 4) yxhw) -> state of N objects
 InitFn = Callable[[np.ndarray, np.ndarray], Any]
-# (frames (N, H, W, C) float32, state) -> ({box, att_box, presence, location_map}, state)
+# (frame (1, H, W, C) uint8, state) -> ({box, att_box, presence, location_map}, state)
 StepFn = Callable[[np.ndarray, Any], tuple[dict[str, Any], Any]]
+
+
+def _tiled(frame, n):
+    """(1, H, W, C) -> (n, H, W, C) where it runs: on the device inside compiled code."""
+    return keras.ops.broadcast_to(frame, (n, *frame.shape[1:]))
+
+
+def _on_device_tiling(model) -> tuple[Callable, Callable]:
+    """`init_state` and `step` taking one uint8 frame for all N objects: the frame crosses
+    to the device once, as uint8, and is tiled and cast there (not N float32 copies)."""
+
+    def init(frame, boxes):
+        return model.init_state(_tiled(frame, keras.ops.shape(boxes)[0]), boxes)
+
+    def step(frame, state):
+        return model.step(_tiled(frame, keras.ops.shape(state[0])[0]), state)
+
+    return init, step
 
 
 def _model_functions(model) -> tuple[InitFn, StepFn]:
     """`init_state` and `step` of a Keras HART, compiled for the current backend."""
     backend = keras.backend.backend()
+    init_fn, step_fn = _on_device_tiling(model)
     if backend == "tensorflow":
         import tensorflow as tf
 
         h, w = model.config.image_size
-        frame = tf.TensorSpec([None, h, w, model.config.channels], tf.float32)
+        frame = tf.TensorSpec([1, h, w, model.config.channels], tf.uint8)
         box = tf.TensorSpec([None, 4], tf.float32)
         units = model.config.rnn_units
         state = [tf.TensorSpec([None, 4], tf.float32)] + 3 * [
             tf.TensorSpec([None, units], tf.float32)
         ]
         # Input signatures with a dynamic batch: one trace serves any number of objects.
-        init = tf.function(model.init_state, input_signature=[frame, box], autograph=False)
-        step = tf.function(model.step, input_signature=[frame, state], autograph=False)
+        init = tf.function(init_fn, input_signature=[frame, box], autograph=False)
+        step = tf.function(step_fn, input_signature=[frame, state], autograph=False)
         return init, step
     if backend == "jax":
         import jax
@@ -66,8 +87,14 @@ def _model_functions(model) -> tuple[InitFn, StepFn]:
             jitted = jax.jit(run)
             return lambda *args: jitted([v.value for v in variables], *args)
 
-        return stateless(model.init_state), stateless(model.step)
-    return model.init_state, model.step  # other backends: eager, uncompiled
+        return stateless(init_fn), stateless(step_fn)
+    return init_fn, step_fn  # other backends: eager, uncompiled
+
+
+def _host_tiled(frame: np.ndarray, n: int) -> np.ndarray:
+    """(1, H, W, C) uint8 -> (n, H, W, C) float32 on the host (for SavedModel signatures,
+    whose `frame` inputs are float32 of the objects' batch)."""
+    return np.ascontiguousarray(np.broadcast_to(frame.astype(np.float32), (n, *frame.shape[1:])))
 
 
 def _check_frame(frame, where: str) -> np.ndarray:
@@ -87,8 +114,8 @@ class Tracker:
     Build one with `from_checkpoint`, `from_saved_model` or `from_model`.
 
     Args:
-        init_fn: (frames (N, H, W, C) float32, boxes (N, 4) (y, x, h, w)) -> state.
-        step_fn: (frames (N, H, W, C) float32, state) -> (outputs, state), outputs holding
+        init_fn: (frame (1, H, W, C) uint8, boxes (N, 4) (y, x, h, w)) -> state of N.
+        step_fn: (frame (1, H, W, C) uint8, state) -> (outputs, state), outputs holding
             `box`, `att_box` (N, 4) (y, x, h, w), `presence` (N,) and `location_map`.
         image_size: (H, W) of the model's input frames.
     """
@@ -136,11 +163,13 @@ class Tracker:
         init_sig, step_sig = loaded.signatures["init"], loaded.signatures["step"]
         image_size = tuple(read_export_config(path)["image_size"])
 
-        def init(frames, boxes):
+        def init(frame, boxes):
+            frames = _host_tiled(frame, len(boxes))
             out = init_sig(frame=tf.constant(frames), box0=tf.constant(boxes))
             return {k: out[k] for k in STATE_KEYS}
 
-        def step(frames, state):
+        def step(frame, state):
+            frames = _host_tiled(frame, int(state[STATE_KEYS[0]].shape[0]))
             out = step_sig(frame=tf.constant(frames), **state)
             return out, {k: out[k] for k in STATE_KEYS}
 
@@ -169,7 +198,7 @@ class Tracker:
         if not np.all(np.isfinite(boxes)) or np.any(boxes[:, 2:] <= 0):
             raise ValueError(f"Tracker.init: boxes must be finite (x, y, w, h) with w, h > 0, "
                              f"got {b.tolist()}")
-        frames, scale = self._prepare(frame, len(boxes), "Tracker.init")
+        frames, scale = self._prepare(frame, "Tracker.init")
         yxhw = boxes[:, [1, 0, 3, 2]] * scale  # (N, 4) model pixels
         self._state = self._init_fn(frames, yxhw)
         self._single = b.ndim == 1
@@ -184,7 +213,7 @@ class Tracker:
         """
         if self._state is None:
             raise RuntimeError("Tracker.update: call init(frame, box) first")
-        frames, scale = self._prepare(frame, self._count, "Tracker.update")
+        frames, scale = self._prepare(frame, "Tracker.update")
         out, self._state = self._step_fn(frames, self._state)
         # (y, x, h, w) in model pixels -> (x, y, w, h) in this frame's pixels.
         box = np.asarray(out["box"])[:, [1, 0, 3, 2]] / scale[[1, 0, 3, 2]]
@@ -199,13 +228,13 @@ class Tracker:
             self.last = {k: v[0] for k, v in self.last.items()}
         return self.last["box"].copy()
 
-    def _prepare(self, frame, n: int, where: str) -> tuple[np.ndarray, np.ndarray]:
-        """Frame resized to the model, tiled n times; and the (y, x, h, w) scale to model."""
+    def _prepare(self, frame, where: str) -> tuple[np.ndarray, np.ndarray]:
+        """Frame resized to the model, as (1, H, W, C) uint8 (the step functions tile it for
+        the N objects); and the (y, x, h, w) scale from this frame to the model's."""
         img = _check_frame(frame, where)
         h, w = self.image_size
         fh, fw = img.shape[:2]
         if (fh, fw) != (h, w):
             img = np.asarray(Image.fromarray(img).resize((w, h), RESAMPLE))
         scale = np.array([h / fh, w / fw, h / fh, w / fw], np.float32)
-        frames = np.broadcast_to(img.astype(np.float32), (n, h, w, img.shape[-1]))  # (N, H, W, C)
-        return np.ascontiguousarray(frames), scale
+        return np.ascontiguousarray(img[None]), scale

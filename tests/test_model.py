@@ -90,7 +90,7 @@ def test_cell_stepped_by_hand_equals_keras_rnn(model):
     """The cell's own recurrence through keras.layers.RNN equals a Python loop over call."""
     x, _ = _batch()
     cell = model.cell
-    frames = ops.cast(x["frames"], "float32") / 255.0
+    frames = ops.cast(x["frames"], "float32")  # pixels in [0, 255]
     dropout, zoneout = model._noise(B, T, training=False)
     packed = cell.pack_inputs(frames, dropout, zoneout)  # (B, T, D)
     state0, _ = cell.initial_state_from_frame(frames[:, 0], x["box0"])
@@ -100,6 +100,23 @@ def test_cell_stepped_by_hand_equals_keras_rnn(model):
     for t in range(T):
         out, state = cell(packed[:, t], state)
         np.testing.assert_allclose(_np(out), seq[:, t], atol=1e-5, rtol=1e-5)
+
+
+def test_unrolled_loop_equals_keras_rnn_with_the_same_noise(model):
+    """`unroll=True` steps the cell in a Python loop on the uint8 frames; `unroll=False`
+    packs them for keras.layers.RNN. Same weights and noise seed: same outputs, training
+    noise and batch statistics included."""
+    x, _ = _batch()
+    results = {}
+    for unroll in (True, False):
+        model.unroll = unroll
+        model.rnn.unroll = unroll
+        model.noise_seed.state.assign(np.array([7, 0], model.noise_seed.state.dtype))
+        results[unroll] = _np(model(x, training=True))
+    model.unroll = model.rnn.unroll = False
+    for key in ("boxes", "attention", "location_logits", "dfn_l2"):
+        np.testing.assert_allclose(results[True][key], results[False][key], atol=1e-4,
+                                   rtol=1e-5, err_msg=key)
 
 
 def test_inference_is_deterministic_and_training_is_stochastic(model):

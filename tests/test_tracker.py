@@ -84,11 +84,15 @@ def test_many_objects_in_one_batched_step_equal_single_runs(tracker, clips, monk
     boxes = np.array([[20, 10, 30, 24], [90, 40, 24, 30], [60, 60, 40, 20]], np.float32)
     calls = []
     step = tracker._step_fn
-    monkeypatch.setattr(tracker, "_step_fn", lambda *args: calls.append(1) or step(*args))
+    monkeypatch.setattr(tracker, "_step_fn",
+                        lambda frame, state: calls.append(frame) or step(frame, state))
     tracker.init(frames[0], boxes)
     batched = np.stack([tracker.update(f) for f in frames[1:]], 1)  # (N, T-1, 4)
     assert batched.shape == (3, 5, 4)
     assert len(calls) == 5  # one step per frame, whatever the number of objects
+    # The frame leaves the host once per step, as uint8, not tiled for the 3 objects.
+    h, w = tracker.image_size
+    assert all(f.shape == (1, h, w, 3) and f.dtype == np.uint8 for f in calls)
     assert tracker.last["presence"].shape == (3,)
     for box, got in zip(boxes, batched, strict=True):
         tracker.init(frames[0], box)

@@ -212,12 +212,12 @@ class HARTCell(keras.layers.Layer):
         return self.frame_size + self.dropout_size + 2 * self.units
 
     def pack_inputs(self, frames, dropout_mask, zoneout_mask):
-        """(B, T, H, W, C), (B, T, fh, fw, maps), (B, T, 2U) -> (B, T, D)."""
+        """(B, T, H, W, C) pixels in [0, 255], (B, T, fh, fw, maps), (B, T, 2U) -> (B, T, D)."""
         lead = ops.shape(frames)[:-3]
         parts = [
-            ops.reshape(frames, (*lead, self.frame_size)),
-            ops.reshape(ops.cast(dropout_mask, frames.dtype), (*lead, self.dropout_size)),
-            ops.cast(zoneout_mask, frames.dtype),
+            ops.cast(ops.reshape(frames, (*lead, self.frame_size)), "float32"),
+            ops.reshape(ops.cast(dropout_mask, "float32"), (*lead, self.dropout_size)),
+            ops.cast(zoneout_mask, "float32"),
         ]
         return ops.concatenate(parts, axis=-1)
 
@@ -235,7 +235,9 @@ class HARTCell(keras.layers.Layer):
         return fields
 
     def _features(self, frame, att, appearance_vec, dropout_mask, training, dorsal=True):
-        glimpse = self.spatial_attention(frame, att)  # (B, gh, gw, C)
+        # frame: (B, H, W, C) pixels in [0, 255]; the glimpse is linear in the frame, so the
+        # scaling to [0, 1] is applied to the (much smaller) glimpse.
+        glimpse = self.spatial_attention(frame, att) * (1.0 / 255.0)  # (B, gh, gw, C)
         if self.config.normalize_glimpse:
             glimpse = contrast_normalize(glimpse)
         v1 = ops.cast(self.v1(glimpse), "float32")  # (B, fh, fw, Cv1); no-op unless bf16
@@ -259,7 +261,7 @@ class HARTCell(keras.layers.Layer):
         """State for step 0 from the first frame and box (the original's zero_state).
 
         Args:
-            frame: (B, H, W, C) float frame 0, scaled as the model feeds it.
+            frame: (B, H, W, C) frame 0, pixels in [0, 255] (uint8 or float).
             box0: (B, 4) first box (y, x, h, w) in pixels.
         Returns:
             (states, bn_stats) where states = [a0 + bias, h0, c0, o0].
@@ -278,7 +280,6 @@ class HARTCell(keras.layers.Layer):
 
     def call(self, inputs, states, training=False):
         c = self.config
-        att, h_prev, c_prev, o_prev = states
         batch = ops.shape(inputs)[0]
         fs, ds = self.frame_size, self.dropout_size
         frame = ops.reshape(inputs[:, :fs], (batch, *c.image_size, c.channels))
@@ -286,7 +287,15 @@ class HARTCell(keras.layers.Layer):
             inputs[:, fs : fs + ds], (batch, *c.feature_shape, c.appearance_maps)
         )
         zoneout = inputs[:, fs + ds :]  # (B, 2U)
+        return self.step(frame, dropout_mask, zoneout, states, training=training)
 
+    def step(self, frame, dropout_mask, zoneout, states, training=False):
+        """`call` on unpacked inputs: frame (B, H, W, C) pixels in [0, 255] (any dtype),
+        dropout mask (B, fh, fw, maps), zoneout mask (B, 2U). The model's unrolled loop
+        calls this directly, which spares packing every frame into one float tensor."""
+        c = self.config
+        att, h_prev, c_prev, o_prev = states
+        batch = ops.shape(frame)[0]
         f, app, _ = self._features(frame, att, o_prev, dropout_mask, training)
         o, (h_new, c_new) = self._lstm(f, [h_prev, c_prev], training)
         z_h, z_c = zoneout[:, : self.units], zoneout[:, self.units :]
