@@ -19,6 +19,7 @@ Reliability:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -377,13 +378,21 @@ class _Trainer:
     # ---- the loop -----------------------------------------------------------------------
 
     def _batches(self, length: int):
-        """The training batches; an error while making one (a corrupt frame, say) is kept
-        and re-raised after `fit`, which would turn it into a multi-line TensorFlow error."""
+        """The epoch's training batches, exactly as many as it has steps left; an error
+        while making one (a corrupt frame, say) is kept and re-raised after `fit`, which
+        would turn it into a multi-line TensorFlow error.
+
+        The stream ends with the epoch and is closed when `fit` returns, so its render
+        threads stop there instead of rendering batches the next epoch would not use (the
+        next epoch restarts the stream at its own step)."""
+        stream = self.source.batches(length, start=self.step)
         try:
-            yield from self.source.batches(length, start=self.step)
+            yield from itertools.islice(stream, self.options.steps_per_epoch - self.epoch_step)
         # Any error of the data code, re-raised unchanged once fit has returned.
         except Exception as e:
             self.data_error = e
+        finally:
+            stream.close()
 
     def run(self) -> dict:
         o = self.options
