@@ -126,7 +126,6 @@ class Tracker:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self._state = None
         self._single = True
-        self._count = 0
         self.last: dict[str, np.ndarray] = {}
 
     # ---- construction -------------------------------------------------------------------
@@ -202,7 +201,6 @@ class Tracker:
         yxhw = boxes[:, [1, 0, 3, 2]] * scale  # (N, 4) model pixels
         self._state = self._init_fn(frames, yxhw)
         self._single = b.ndim == 1
-        self._count = len(boxes)
         self.last = {"box": b.copy()}
 
     def update(self, frame: np.ndarray) -> np.ndarray:
