@@ -1,23 +1,26 @@
 """Training: Keras `fit` driven epoch by epoch by the curriculum, with checkpoints.
 
-`train(options)` is the library function behind `python -m hart_tf.train`. Each epoch is
-one `fit` call on batches of the current curriculum length, so the data switches to longer
-sequences in the same process; compiled train functions are reused (TF retraces once per
-new length, JAX compiles once per length).
+`train(options)` is the library function behind `python -m hart_tf.train`. Each curriculum
+length is one `fit` call of many epochs; at the end of each epoch a callback validates,
+checkpoints and asks the curriculum, and stops the `fit` when the length grows, so the data
+switches to longer sequences in the same process; compiled train functions are reused (TF
+retraces once per new length, JAX compiles once per length).
 
 Reliability:
     * Resume: a rerun of the same command continues from the newest good checkpoint with its
       weights, optimizer slots, step, epoch (mid-epoch too, with the epoch's running
       metrics), curriculum position and noise RNG state; training batches are a function of
       the step, so the data stream continues too.
-    * NaN guard: `GuardedRMSprop` skips an update whose gradients are not finite; here the
-      batch-norm moving statistics and the running metrics of that step are rolled back, so
-      a checkpoint never holds a non-finite value; after `max_bad_steps` bad steps in a row
-      training stops with a message naming the step and the loss terms.
+    * NaN guard: the guarded optimizer (`hart_tf.optim`) skips an update whose gradients
+      are not finite; here the batch-norm moving statistics and the running metrics of that
+      step are rolled back, so a checkpoint never holds a non-finite value; after
+      `max_bad_steps` bad steps in a row training stops with a message naming the step and
+      the loss terms.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -42,7 +45,7 @@ from hart_tf.checkpoints import (
 from hart_tf.config import HARTConfig
 from hart_tf.curriculum import Curriculum
 from hart_tf.model import HART
-from hart_tf.optim import GuardedRMSprop
+from hart_tf.optim import make_optimizer
 
 
 @dataclasses.dataclass
@@ -56,6 +59,7 @@ class TrainOptions:
     label_dir: str | None = None
     texture_source: str = "procedural"
     batch_size: int = 32
+    optimizer: str = "rmsprop"
     learning_rate: float = 1e-4
     momentum: float = 0.9
     clip_norm: float = 1.0
@@ -129,11 +133,8 @@ def build_model(options: TrainOptions) -> HART:
                  mixed_precision=options.mixed_precision)
     model.build()
     _load_v1_weights(model, options.config)
-    optimizer = GuardedRMSprop(
-        learning_rate=options.learning_rate,
-        momentum=options.momentum,
-        global_clipnorm=options.clip_norm,
-    )
+    optimizer = make_optimizer(options.optimizer, options.learning_rate, options.momentum,
+                               options.clip_norm)
     model.compile(optimizer=optimizer, jit_compile=_jit(options) and not options.run_eagerly,
                   run_eagerly=options.run_eagerly)
     _runtime_options(model, options)
@@ -269,6 +270,13 @@ class _StepLogger(keras.callbacks.Callback):
         if t.step % t.options.checkpoint_every == 0 and bad == 0 and not last_of_epoch:
             t.save()
 
+    def on_epoch_end(self, epoch, logs=None):
+        t = self.trainer
+        if t.data_error is not None:  # the batches stopped early: `run` re-raises the error
+            self.model.stop_training = True
+        elif t.stop_reason is None and t.end_epoch(logs):
+            self.model.stop_training = True
+
 
 class _Trainer:
     def __init__(self, options: TrainOptions):
@@ -377,43 +385,87 @@ class _Trainer:
 
     # ---- the loop -----------------------------------------------------------------------
 
-    def _batches(self, length: int):
-        """The epoch's training batches, exactly as many as it has steps left; an error
-        while making one (a corrupt frame, say) is kept and re-raised after `fit`, which
-        would turn it into a multi-line TensorFlow error.
+    def _batches(self, length: int, steps: int):
+        """The next `steps` training batches; an error while making one (a corrupt frame,
+        say) is kept and re-raised after `fit`, which would turn it into a multi-line
+        TensorFlow error.
 
-        The stream ends with the epoch and is closed when `fit` returns, so its render
-        threads stop there instead of rendering batches the next epoch would not use (the
-        next epoch restarts the stream at its own step)."""
+        The stream is closed when `fit` returns (`run` closes it; so does the end of the
+        `steps`), so its render threads stop there instead of rendering batches that the
+        next length would not use (the next `fit` restarts the stream at its own step)."""
         stream = self.source.batches(length, start=self.step)
         try:
-            yield from itertools.islice(stream, self.options.steps_per_epoch - self.epoch_step)
+            yield from itertools.islice(stream, steps)
         # Any error of the data code, re-raised unchanged once fit has returned.
         except Exception as e:
             self.data_error = e
         finally:
             stream.close()
 
-    def run(self) -> dict:
+    def end_epoch(self, logs: dict) -> bool:
+        """Validation, checkpoint and curriculum at the end of an epoch (called from inside
+        `fit`); True when this `fit` should stop: the curriculum grew or time is up."""
         o = self.options
-        started = time.time()
+        length = self.curriculum.length
+        self.epoch += 1
+        self.epoch_step = 0
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        val = datasets.evaluate_iou(self.model, self.val, length, o.batch_size)
+        logs.update({"val_iou": val, "length": length, "epoch": self.epoch,
+                     "step": self.step, "minutes": (time.time() - self.started) / 60})
+        self.history.append(logs)
+        if o.verbose:
+            print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
+                  f"val IoU (T={length}) {val:.3f}")
+        if self._logger() is not None:
+            self.tb.on_epoch(self.step, logs)
+        # Only a validation at the longest length competes for the best checkpoint.
+        is_best = self.curriculum.at_max and val > self.best_iou
+        grew = self.curriculum.end_epoch(logs.get("iou", 0.0))
+        if is_best:
+            self.best_iou = val
+        self.save(best=is_best)
+        if grew and o.verbose:
+            print(f"  curriculum: sequence length {length} -> {self.curriculum.length}")
+        if o.max_minutes and time.time() - self.started > 60 * o.max_minutes:
+            print(f"Time budget of {o.max_minutes} min reached.")
+            self.out_of_time = True
+        return grew or self.out_of_time
+
+    def run(self) -> dict:
+        """Trains until `epochs`, the time budget or a stop: one `fit` per curriculum length
+        (Keras' own epochs, so its per-call set-up and tear-down are paid once per length),
+        or one epoch long when resuming mid-epoch."""
+        o = self.options
+        self.started = time.time()
+        self.out_of_time = False
         logger = _StepLogger(self)
         try:
-            while self.epoch < o.epochs and self.stop_reason is None:
+            while self.epoch < o.epochs and self.stop_reason is None and not self.out_of_time:
                 length = self.curriculum.length
-                self.model.optimizer.learning_rate.assign(_lr_for(o, length))
+                lr = _lr_for(o, length)
+                self.model.optimizer.learning_rate.assign(lr)
                 if o.verbose:
-                    print(f"Epoch {self.epoch + 1}/{o.epochs}  T={length}  "
-                          f"lr={_lr_for(o, length):.3g}")
+                    print(f"Sequence length T={length}  lr={lr:.3g}")
                 use_function_for_length(self.model, "train", length)
+                steps = o.steps_per_epoch - self.epoch_step
+                last = self.epoch + 1 if self.epoch_step else o.epochs
+                batches = None
+
+                def make(length=length, n=steps * (last - self.epoch)):
+                    nonlocal batches
+                    batches = self._batches(length, n)
+                    return batches
+
                 with warnings.catch_warnings():
                     # The batches never run out; when they stop, self.data_error says why.
                     warnings.filterwarnings("ignore", message="Your input ran out of data")
                     try:
-                        hist = self.model.fit(
-                            distribute.feed(lambda length=length: self._batches(length)),
-                            steps_per_epoch=o.steps_per_epoch - self.epoch_step,
-                            epochs=1,
+                        self.model.fit(
+                            distribute.feed(make),
+                            steps_per_epoch=steps,
+                            initial_epoch=self.epoch,
+                            epochs=last,
                             verbose=o.verbose,
                             shuffle=False,
                             callbacks=[logger],
@@ -421,33 +473,12 @@ class _Trainer:
                     except Exception:
                         if self.data_error is None:
                             raise
+                    finally:
+                        if batches is not None:
+                            with contextlib.suppress(ValueError):  # still running: GC ends it
+                                batches.close()
                 if self.data_error is not None:
                     raise self.data_error
-                if self.stop_reason:
-                    break
-                self.epoch += 1
-                self.epoch_step = 0
-                logs = {k: float(v[-1]) for k, v in hist.history.items()}
-                val = datasets.evaluate_iou(self.model, self.val, length, o.batch_size)
-                logs.update({"val_iou": val, "length": length, "epoch": self.epoch,
-                             "step": self.step, "minutes": (time.time() - started) / 60})
-                self.history.append(logs)
-                if o.verbose:
-                    print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
-                          f"val IoU (T={length}) {val:.3f}")
-                if self._logger() is not None:
-                    self.tb.on_epoch(self.step, logs)
-                # Only a validation at the longest length competes for the best checkpoint.
-                is_best = self.curriculum.at_max and val > self.best_iou
-                grew = self.curriculum.end_epoch(logs.get("iou", 0.0))
-                if is_best:
-                    self.best_iou = val
-                self.save(best=is_best)
-                if grew and o.verbose:
-                    print(f"  curriculum: sequence length {length} -> {self.curriculum.length}")
-                if o.max_minutes and time.time() - started > 60 * o.max_minutes:
-                    print(f"Time budget of {o.max_minutes} min reached.")
-                    break
             if self.stop_reason is None and self.manager.best() is None:
                 self.save(best=True)
         finally:
@@ -455,7 +486,7 @@ class _Trainer:
                 self.tb.close()
         return {"step": self.step, "epoch": self.epoch, "length": self.curriculum.length,
                 "history": self.history, "stopped": self.stop_reason,
-                "minutes": (time.time() - started) / 60}
+                "minutes": (time.time() - self.started) / 60}
 
 
 def train(options: TrainOptions) -> dict:

@@ -135,6 +135,59 @@ def test_learning_rate_decays_with_the_sequence_length():
         [1e-3, 5e-4, 5e-4, 1.5e-4, 1.5e-4])
 
 
+def _fit_calls(monkeypatch) -> list[tuple[int, int, int]]:
+    """Records (initial_epoch, epochs, steps_per_epoch) of every `fit` of a HART."""
+    from hart_tf.model import HART
+
+    calls, real = [], HART.fit
+
+    def fit(self, *args, **kwargs):
+        calls.append((kwargs["initial_epoch"], kwargs["epochs"], kwargs["steps_per_epoch"]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(HART, "fit", fit)
+    return calls
+
+
+def _tiny_options(tmp_path: Path, **changes) -> TrainOptions:
+    from hart_tf.config import HARTConfig
+
+    tiny = HARTConfig.from_preset("small", image_size=(64, 64), glimpse_size=(8, 8),
+                                  v1_channels=8, rnn_units=12, dorsal_units=10)
+    base = dict(config=tiny, batch_size=2, steps_per_epoch=2, epochs=3,
+                curriculum=Curriculum((2, 3), threshold=0.0, min_epochs=1),
+                checkpoint_dir=str(tmp_path / "ckpt"), logdir=str(tmp_path / "tb"),
+                eval_sequences=1, eval_steps=2, image_every=0, run_eagerly=True, verbose=0)
+    base.update(changes)
+    return TrainOptions(**base)
+
+
+def test_one_fit_per_curriculum_length(tmp_path, monkeypatch):
+    from hart_tf.training import train
+
+    calls = _fit_calls(monkeypatch)
+    summary = train(_tiny_options(tmp_path))
+    # T=2 for one epoch (threshold 0: it grows at once), then one fit for the two epochs
+    # left at T=3; each epoch still validates and checkpoints.
+    assert calls == [(0, 3, 2), (1, 3, 2)]
+    assert [(h["length"], h["epoch"], h["step"]) for h in summary["history"]] == [
+        (2, 1, 2), (3, 2, 4), (3, 3, 6)]
+    assert (summary["step"], summary["epoch"], summary["length"]) == (6, 3, 3)
+    run = tmp_path / "ckpt" / "hart"
+    assert sorted(json.loads(p.read_text())["step"] for p in run.glob("ckpt-*.json")) == [
+        2, 4, 6]
+
+
+def test_time_budget_stops_inside_a_fit(tmp_path, monkeypatch):
+    from hart_tf.training import train
+
+    calls = _fit_calls(monkeypatch)
+    never = Curriculum((2, 3), threshold=2.0, min_epochs=1)  # IoU never reaches 2
+    summary = train(_tiny_options(tmp_path, curriculum=never, max_minutes=1e-6))
+    assert calls == [(0, 3, 2)]
+    assert (summary["step"], summary["epoch"], summary["length"]) == (2, 1, 2)
+
+
 # ---- evaluation scores ----------------------------------------------------------------------
 
 # (y, x, h, w) ground truth of three 3-frame sequences (the objects do not move).
