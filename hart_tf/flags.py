@@ -39,8 +39,10 @@ flags.DEFINE_float("l2_weight", 1e-4, "L2 weight decay on weight matrices and DF
 
 # --- optimisation ------------------------------------------------------------------------
 flags.DEFINE_integer("batch_size", 16, "Sequences per batch (paper: 10).")
-flags.DEFINE_float("learning_rate", 1e-4, "RMSProp learning rate (paper: 3.33e-6).")
-flags.DEFINE_float("momentum", 0.9, "RMSProp momentum (paper: .9).")
+flags.DEFINE_enum("optimizer", "rmsprop", ["rmsprop", "adam"],
+                  "rmsprop (the paper's, with momentum) or adam (--momentum is its beta_1).")
+flags.DEFINE_float("learning_rate", 1e-4, "Learning rate (paper, RMSProp: 3.33e-6).")
+flags.DEFINE_float("momentum", 0.9, "RMSProp momentum, or Adam's beta_1 (paper: .9).")
 flags.DEFINE_float("clip_norm", 1.0, "Gradient clipping by global norm (paper: .3).")
 flags.DEFINE_list("lr_decay", ["20:0.3"], "Learning-rate factors by sequence length, e.g. 20:0.3 "
                   "multiplies the rate by .3 once the curriculum reaches 20 steps.")

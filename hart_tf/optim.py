@@ -1,14 +1,19 @@
-"""RMSProp with global-norm clipping that reports the gradient norm and skips bad steps."""
+"""Optimizers with global-norm clipping that report the gradient norm and skip bad steps.
+
+`GuardedRMSprop` is the original's optimizer (RMSprop with momentum); `GuardedAdam` is the
+same guard around Adam (`--optimizer=adam`). `make_optimizer` builds either from flags.
+"""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
 
+OPTIMIZERS = ("rmsprop", "adam")
 
-@keras.saving.register_keras_serializable(package="hart_tf")
-class GuardedRMSprop(keras.optimizers.RMSprop):
-    """RMSprop (momentum, global-norm clipping as the original) that also
+
+class _Guard:
+    """Mixed into a Keras optimizer (before it in the bases) so that it also
 
     - records the pre-clipping global gradient norm in `grad_norm` (for TensorBoard), and
     - skips an update whose gradients are not all finite: the weights and slots stay as
@@ -55,6 +60,28 @@ class GuardedRMSprop(keras.optimizers.RMSprop):
     def _all_reduce_sum_gradients(self, grads_and_vars):
         # TF backend hook: `apply` has already summed the gradients over the replicas.
         return grads_and_vars
+
+
+@keras.saving.register_keras_serializable(package="hart_tf")
+class GuardedRMSprop(_Guard, keras.optimizers.RMSprop):
+    """RMSprop with momentum and global-norm clipping, as the original, plus the guard."""
+
+
+@keras.saving.register_keras_serializable(package="hart_tf")
+class GuardedAdam(_Guard, keras.optimizers.Adam):
+    """Adam with global-norm clipping plus the guard (`--optimizer=adam`)."""
+
+
+def make_optimizer(name: str, learning_rate: float, momentum: float, clip_norm: float):
+    """The guarded optimizer `name` (one of OPTIMIZERS); `momentum` is RMSprop's momentum
+    or Adam's beta_1."""
+    if name == "rmsprop":
+        return GuardedRMSprop(learning_rate=learning_rate, momentum=momentum,
+                              global_clipnorm=clip_norm)
+    if name == "adam":
+        return GuardedAdam(learning_rate=learning_rate, beta_1=momentum,
+                           global_clipnorm=clip_norm)
+    raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
 
 
 def _sum_over_replicas(grads: list) -> list:

@@ -7,7 +7,7 @@ import os
 import keras
 
 import hart_tf.model  # noqa: F401  (registers HART and its layers)
-import hart_tf.optim  # noqa: F401  (registers GuardedRMSprop)
+import hart_tf.optim  # noqa: F401  (registers the guarded optimizers)
 
 
 def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:

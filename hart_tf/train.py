@@ -49,6 +49,7 @@ def options_from_flags() -> TrainOptions:
         label_dir=FLAGS.label_dir,
         texture_source=FLAGS.texture_source,
         batch_size=FLAGS.batch_size,
+        optimizer=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,
         momentum=FLAGS.momentum,
         clip_norm=FLAGS.clip_norm,

@@ -257,22 +257,31 @@ def test_fit_overfits_a_fixed_batch():
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3]), losses
 
 
-def test_guarded_optimizer_skips_non_finite_updates():
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_guarded_optimizer_skips_non_finite_updates(name):
     keras.utils.set_random_seed(0)
     m = HART(TINY, seed=0)
     m.build()
-    from hart_tf.optim import GuardedRMSprop
+    from hart_tf.optim import GuardedAdam, GuardedRMSprop, make_optimizer
 
-    m.compile(optimizer=GuardedRMSprop(1e-3, momentum=0.9, global_clipnorm=1.0),
-              jit_compile=False)
+    optimizer = make_optimizer(name, 1e-3, 0.9, 1.0)
+    assert type(optimizer) is {"rmsprop": GuardedRMSprop, "adam": GuardedAdam}[name]
+    assert optimizer.global_clipnorm == 1.0
+    m.compile(optimizer=optimizer, jit_compile=False)
     x, y = _batch()
     m.fit(x, y, epochs=1, batch_size=B, verbose=0)
+    counters = ("iteration", "grad_norm", "bad_steps", "consecutive_bad")
+    slot_vars = [v for v in m.optimizer.variables if not any(c in v.path for c in counters)]
+    assert len(slot_vars) >= len(m.trainable_variables)  # momentum / moments are there
+    slots = [np.array(v) for v in slot_vars]
     before = [np.array(v) for v in m.trainable_variables]
     bad_y = dict(y, boxes=np.full_like(y["boxes"], np.nan))
     m.fit(x, bad_y, epochs=1, batch_size=B, verbose=0)
     after = [np.array(v) for v in m.trainable_variables]
     for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
+    for v, a in zip(slot_vars, slots, strict=True):  # the slots are kept too
+        np.testing.assert_array_equal(a, np.array(v), err_msg=v.path)
     assert float(np.asarray(m.optimizer.bad_steps)) == 1.0
     assert float(np.asarray(m.optimizer.consecutive_bad)) == 1.0
     m.fit(x, y, epochs=1, batch_size=B, verbose=0)
