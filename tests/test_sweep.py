@@ -1,0 +1,70 @@
+"""tools/sweep.py: the trials file, and a tiny two-trial sweep through real training runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import sweep  # noqa: E402
+
+TINY = ["--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
+        "--steps_per_epoch=2", "--curriculum_lengths=2,3", "--curriculum_threshold=0",
+        "--eval_sequences=2", "--eval_steps=2", "--image_every=0", "--run_eagerly",
+        "--max_minutes=0", "--epochs=2"]
+
+
+def test_trials_file_is_parsed_with_comments_and_blank_lines(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("# a comment\n\nbase\nadam  --optimizer=adam --learning_rate=1e-3  # x\n")
+    assert sweep.parse_trials(path) == [
+        ("base", []), ("adam", ["--optimizer=adam", "--learning_rate=1e-3"])]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a\na --seed=1\n", "{p}:2: trial name 'a' is used twice"),
+    ("a seed=1\n", "{p}:1: expected --flag=value after the name, got 'seed=1'"),
+    ("a/b\n", "{p}:1: trial name 'a/b' must be letters, digits, '-', '_' or '.'"),
+    ("# nothing\n", "{p}: no trials (one 'name --flag=value ...' a line)"),
+])
+def test_bad_trials_files_give_one_line_errors(tmp_path, text, message):
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        sweep.parse_trials(path)
+    assert str(info.value) == message.format(p=path)
+
+
+def test_a_sweep_trains_every_trial_and_reports_failures(tmp_path, capsys):
+    trials = tmp_path / "trials.txt"
+    trials.write_text("base\nadam --optimizer=adam --learning_rate=1e-3\n"
+                      "broken --learning_rate=-1\n")
+    out = tmp_path / "sweep"
+    code = sweep.main([f"--trials={trials}", "--parallel=3", f"--out_dir={out}", "--", *TINY])
+    assert code == 1  # one trial failed
+    records = {r["name"]: r for r in map(json.loads, (out / "sweep.jsonl").read_text().split(
+        "\n")[:-1])}
+    assert set(records) == {"base", "adam", "broken"}
+    for name in ("base", "adam"):
+        r = records[name]
+        assert r["exit_code"] == 0 and 0.0 <= r["mean_iou"] <= 1.0, r
+        assert (r["steps"], r["length"]) == (4, 3)
+        summary = json.loads((out / "checkpoints" / name / "summary.json").read_text())
+        assert r["mean_iou"] == summary["test"]["mean_iou"]
+        assert (out / "tb" / name).is_dir()
+    # Each trial's flags reached its run: the optimizer saved in its best checkpoint.
+    for name, optimizer in (("base", "GuardedRMSprop"), ("adam", "GuardedAdam")):
+        with zipfile.ZipFile(out / "checkpoints" / name / "best.keras") as z:
+            config = json.loads(z.read("config.json"))
+        assert config["compile_config"]["optimizer"]["class_name"] == optimizer
+    broken = records["broken"]
+    assert broken["exit_code"] != 0 and "mean_iou" not in broken
+    message = "error: flag --learning_rate=-1.0: --learning_rate must be positive"
+    assert broken["error"] == message
+    table = capsys.readouterr().out
+    assert f"| broken | `--learning_rate=-1` | failed: {message} |" in table
