@@ -79,10 +79,14 @@ def check_writable(directory: str | os.PathLike, flag: str) -> Path:
 
 def config_difference(saved: dict, current: dict) -> str | None:
     """Names the first model-config field that differs, as the flag a user would change."""
+    from hart_tf.config import HARTConfig
+
+    # A field newer than the checkpoint had its default there.
+    defaults = HARTConfig().to_dict()
     for key in sorted(set(saved) | set(current)):
         if key in ("name", "alexnet_path"):
             continue
-        a, b = saved.get(key), current.get(key)
+        a, b = saved.get(key, defaults.get(key)), current.get(key, defaults.get(key))
         if isinstance(a, list | tuple):
             a = list(a)
         if isinstance(b, list | tuple):

@@ -34,6 +34,7 @@ class HARTConfig:
         appearance_attention: use the ventral/dorsal location map (off for "Spatial Att").
         attention_loss: train the spatial attention with its own loss.
         appearance_loss: train the location map with its own loss.
+        attention_tightness: weight of the attention loss's area term (1 as the original).
         l2_weight: L2 penalty on weight matrices (and the DFN's dynamic weights).
         att_gain: initial value of the attention-update gate logit c.
         normalize_glimpse: per-glimpse contrast normalisation before V1 (as the original).
@@ -58,6 +59,7 @@ class HARTConfig:
     appearance_attention: bool = True
     attention_loss: bool = True
     appearance_loss: bool = True
+    attention_tightness: float = 1.0
     l2_weight: float = 1e-4
     att_gain: float = -2.5
     normalize_glimpse: bool = True
@@ -87,6 +89,8 @@ class HARTConfig:
             raise ValueError(f"keep_prob must be in (0, 1], got {self.keep_prob}")
         if not 0.0 <= self.zoneout < 1.0:
             raise ValueError(f"zoneout must be in [0, 1), got {self.zoneout}")
+        if self.attention_tightness < 0:
+            raise ValueError(f"attention_tightness must be >= 0, got {self.attention_tightness}")
 
     @property
     def feature_shape(self) -> tuple[int, int]:

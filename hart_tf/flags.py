@@ -34,6 +34,8 @@ flags.DEFINE_bool("learned_sigma", False, "RATM-style learned glimpse sigma (abl
 flags.DEFINE_bool("appearance_attention", True, "Use the appearance attention (Table 1).")
 flags.DEFINE_bool("attention_loss", True, "Train with the attention loss (Table 1).")
 flags.DEFINE_bool("appearance_loss", True, "Train with the appearance loss (Table 1).")
+flags.DEFINE_float("attention_tightness", None, "Weight of the attention loss's area term "
+                   "(the original: 1; larger keeps the glimpse from widening over time).")
 flags.DEFINE_bool("adaptive_loss", True, "Learn the loss weights (lambda = s^2 + eps).")
 flags.DEFINE_float("l2_weight", 1e-4, "L2 weight decay on weight matrices and DFN weights.")
 
@@ -90,6 +92,8 @@ for _name in ("batch_size", "learning_rate", "steps_per_epoch", "epochs", "rnn_u
               "eval_sequences", "eval_steps", "clip_norm", "curriculum_min_epochs"):
     _positive(_name)
 
+flags.register_validator("attention_tightness", lambda v: v is None or v >= 0,
+                         message="--attention_tightness must be >= 0")
 flags.register_validator("keep_prob", lambda v: v is None or 0.0 < v <= 1.0,
                          message="--keep_prob must be in (0, 1]")
 flags.register_validator("zoneout", lambda v: v is None or 0.0 <= v < 1.0,

@@ -98,14 +98,16 @@ def tracking_loss(pred_boxes, gt_boxes, presence):
     return time_weighted_mean(_nll(overlap), presence[:, 1:])
 
 
-def attention_loss(att_boxes, gt_boxes, presence, image_size: Sequence[int]):
+def attention_loss(att_boxes, gt_boxes, presence, image_size: Sequence[int],
+                   tightness: float = 1.0):
     """L_s, the original's 'tight_intersection': the attention box should hold the object
     and be small.
 
-        L_s = E[-log(|a ∩ g| / |g|)] + E[-w log(1 - r)],  r = |a| / |image|,
+        L_s = E[-log(|a ∩ g| / |g|)] + k E[-w log(1 - r)],  r = |a| / |image|,
 
     with r clipped to [0, 1] inside the log and the weight w = clip(r, 1, 10) (so w = 1
-    unless the box outgrows the image; then w pushes its area down). Both parts are
+    unless the box outgrows the image; then w pushes its area down) and k = `tightness`
+    (1 in the original; larger k resists a glimpse that widens over time). Both parts are
     time-weighted over t >= 1. A zero-area ground-truth box scores |a ∩ g| / 1 = 0.
 
     Args:
@@ -113,6 +115,7 @@ def attention_loss(att_boxes, gt_boxes, presence, image_size: Sequence[int]):
         gt_boxes: `[B, T, 4]`.
         presence: `[B, T]`.
         image_size: (H, W) of the frames.
+        tightness: weight k of the area part.
 
     Returns:
         Scalar.
@@ -128,7 +131,7 @@ def attention_loss(att_boxes, gt_boxes, presence, image_size: Sequence[int]):
     ratio = att_boxes[..., 2] * att_boxes[..., 3] / float(image_size[0] * image_size[1])
     weight = ops.clip(ratio, 1.0, 10.0)
     tight = time_weighted_mean(_nll(1.0 - ops.clip(ratio, 0.0, 1.0)) * weight, presence)
-    return contain + tight
+    return contain + tightness * tight
 
 
 def appearance_target(gt_boxes, att_boxes, feature_shape: Sequence[int]):
@@ -227,6 +230,7 @@ def hart_loss(
     adaptive_weights: AdaptiveLossWeights | None,
     attention_loss: bool = True,
     appearance_loss: bool = True,
+    attention_tightness: float = 1.0,
     l2_weight: float,
     l2_terms: Sequence = (),
 ):
@@ -244,6 +248,7 @@ def hart_loss(
             weights of 1 (then the -log lambda terms vanish).
         attention_loss: add L_s (off for the paper's Table 1 variants without it).
         appearance_loss: add L_a (off without appearance attention).
+        attention_tightness: weight of L_s's area part (`attention_loss`'s `tightness`).
         l2_weight: weight decay factor; 0 drops R. Never adaptive (as the original).
         l2_terms: weight matrices for R.
 
@@ -267,7 +272,8 @@ def hart_loss(
 
     losses = {TRACKING: tracking_loss(outputs["boxes"], gt, presence)}
     if attention_loss:
-        losses[ATTENTION] = _attention_loss(outputs["att_boxes"], gt, presence, image_size)
+        losses[ATTENTION] = _attention_loss(outputs["att_boxes"], gt, presence, image_size,
+                                            attention_tightness)
     if appearance_loss:
         target = appearance_target(gt, outputs["att_boxes"], feature_shape)
         losses[APPEARANCE] = _appearance_loss(outputs["location_logits"], target, presence)

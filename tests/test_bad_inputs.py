@@ -80,6 +80,29 @@ def test_negative_learning_rate(capsys, out):
         "error: flag --learning_rate=-0.001: --learning_rate must be positive")
 
 
+def test_negative_attention_tightness(capsys, out):
+    assert _error(capsys, _args(out, "--attention_tightness=-1")) == (
+        "error: flag --attention_tightness=-1.0: --attention_tightness must be >= 0")
+
+
+def test_attention_tightness_flag_reaches_the_config_and_its_serialisation():
+    from absl import flags as absl_flags
+
+    from hart_tf import cli
+    from hart_tf.model import HART
+
+    absl_flags.FLAGS.unparse_flags()
+    try:
+        cli.parse_flags(["train", "--attention_tightness=10"])
+        config = cli.config_from_flags()
+    finally:
+        absl_flags.FLAGS.unparse_flags()
+    assert config.attention_tightness == 10.0
+    model = HART(config.replace(image_size=(64, 64), glimpse_size=(8, 8), v1_channels=8,
+                                rnn_units=12, dorsal_units=10))
+    assert HART.from_config(model.get_config()).config.attention_tightness == 10.0
+
+
 def test_curriculum_start_after_max(capsys, out):
     assert _error(capsys, _args(out, "--curriculum_start=30", "--curriculum_max=20")) == (
         "error: flags curriculum_start=30, curriculum_max=20: --curriculum_start must not "
@@ -193,6 +216,18 @@ def test_checkpoint_from_a_different_config_names_the_flag(capsys, saved_run):
     assert _error(capsys, _args(dirs, "--image_size=64,72")) == (
         f"error: {run}/ckpt-1.keras: checkpoint from a different config: --image_size is "
         "64,72 here but 64,64 in the checkpoint")
+
+
+def test_a_config_field_newer_than_the_checkpoint_takes_its_default():
+    from hart_tf.checkpoints import config_difference
+    from hart_tf.config import HARTConfig
+
+    current = HARTConfig().to_dict()
+    older = {k: v for k, v in current.items() if k != "attention_tightness"}
+    assert config_difference(older, current) is None
+    tighter = HARTConfig(attention_tightness=10.0).to_dict()
+    assert config_difference(older, tighter) == (
+        "--attention_tightness is 10.0 here but 1.0 in the checkpoint")
 
 
 def test_checkpoint_with_another_curriculum(capsys, saved_run):

@@ -136,6 +136,14 @@ def test_attention_loss_by_hand():
     np.testing.assert_allclose(np_(out), want, rtol=1e-6)
 
 
+def test_attention_loss_tightness_weighs_the_area_part():
+    gt = seq([0, 0, 5, 5], [10, 10, 20, 20])
+    att = seq([0, 0, 5, 5], [0, 0, 20, 40])
+    out = losses.attention_loss(att, gt, np.ones((1, 2)), image_size=(100, 100), tightness=10.0)
+    want = -math.log(200 / 400) - 10.0 * math.log(1 - 800 / 10000)
+    np.testing.assert_allclose(np_(out), want, rtol=1e-6)
+
+
 def test_attention_loss_box_larger_than_image():
     # |a| / |img| = 2: the area part is -log(floor) with weight clip(2, 1, 10) = 2,
     # and the gt is inside the attention box so the containment part is 0.
