@@ -3,7 +3,8 @@
 Usage (from the repo root):
   python tools/box_drift.py --checkpoint=checkpoints/hart [--eval_sequences=32 --eval_steps=30]
 
-Runs the checkpoint (a run folder or a .keras file) on the fixed synthetic test set and
+Runs the checkpoint (a run folder or a .keras file) on the fixed test set of `--dataset`
+(synthetic by default; the same set as `python -m hart_tf.evaluate`) and
 prints, for a few time steps, the median centre error in pixels and the mean log ratio of
 predicted to ground-truth height and width, for the predicted box and for the attention
 (glimpse) box. A log ratio of 0.69 is a box twice as tall (or wide) as the object. With
@@ -49,16 +50,19 @@ def main(argv):
         print("error: --checkpoint is required (a run folder or a .keras file)",
               file=sys.stderr)
         return 2
+    from hart_tf import datasets
     from hart_tf.checkpoints import resolve_checkpoint
-    from hart_tf.data import synthetic
     from hart_tf.evaluation import predict
     from hart_tf.saving import load_model
+    from hart_tf.train import options_from_flags
 
     path = resolve_checkpoint(FLAGS.checkpoint)
     model = load_model(path)
     steps = FLAGS.eval_steps or 30
-    cfg = synthetic.SyntheticConfig(image_size=tuple(model.config.image_size))
-    data = synthetic.fixed_set("test", FLAGS.eval_sequences, steps + 1, cfg)
+    # The same fixed test set as `python -m hart_tf.evaluate` (dataset and texture flags).
+    options = options_from_flags()
+    options.config = model.config
+    data = datasets.eval_set(options, "test", n=FLAGS.eval_sequences, length=steps + 1)
     out = predict(model, data, batch_size=16)
     result = {"checkpoint": str(path), "sequences": FLAGS.eval_sequences, "steps": steps,
               "box": drift(out["boxes"], data["boxes"], data["presence"]),
