@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 V1_KINDS = ("alexnet", "small")
+READOUT_FRAMES = ("image", "glimpse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,11 @@ class HARTConfig:
         attention_tightness: weight of the attention loss's area term (1 as the original).
         l2_weight: L2 penalty on weight matrices (and the DFN's dynamic weights).
         att_gain: initial value of the attention-update gate logit c.
+        box_readout: "image" (the paper: box = attention box + tanh(.) x image size) or
+            "glimpse" (the correction in units of the attention box: centre + tanh(.) x
+            box size, size x exp(tanh(.))).
+        attention_update: "image" (the paper: a + sigmoid(c) tanh(.)) or "glimpse" (the
+            same move and rescale as box_readout's, in units of the current glimpse).
         normalize_glimpse: per-glimpse contrast normalisation before V1 (as the original).
         transform_init: learned affine transforms of the first features/state (original).
         adaptive_loss: learned loss weights lambda = s^2 + eps.
@@ -62,6 +68,8 @@ class HARTConfig:
     attention_tightness: float = 1.0
     l2_weight: float = 1e-4
     att_gain: float = -2.5
+    box_readout: str = "image"
+    attention_update: str = "image"
     normalize_glimpse: bool = True
     transform_init: bool = True
     adaptive_loss: bool = True
@@ -72,6 +80,11 @@ class HARTConfig:
         object.__setattr__(self, "glimpse_size", tuple(int(v) for v in self.glimpse_size))
         if self.v1 not in V1_KINDS:
             raise ValueError(f"v1 must be one of {V1_KINDS}, got {self.v1!r}")
+        for name in ("box_readout", "attention_update"):
+            if getattr(self, name) not in READOUT_FRAMES:
+                raise ValueError(
+                    f"{name} must be one of {READOUT_FRAMES}, got {getattr(self, name)!r}"
+                )
         gh, gw = self.glimpse_size
         h, w = self.image_size
         if gh < 2 or gw < 2:
@@ -140,6 +153,8 @@ PRESETS: dict[str, HARTConfig] = {
         v1_stride=4,
         v1_channels=384,
     ),
-    # Embedded synthetic data: cheap enough to train on two CPU cores.
-    "small": HARTConfig(),
+    # Embedded synthetic data: cheap enough to train on two CPU cores. The box correction is
+    # read in units of the attention box (RESULTS.md: +0.017 test IoU over 5-6 seeds at the
+    # default run's 2,000 updates, +0.05 at 3,500); the KITTI and KTH presets keep the paper's.
+    "small": HARTConfig(box_readout="glimpse"),
 }

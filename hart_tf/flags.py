@@ -36,14 +36,22 @@ flags.DEFINE_bool("attention_loss", True, "Train with the attention loss (Table 
 flags.DEFINE_bool("appearance_loss", True, "Train with the appearance loss (Table 1).")
 flags.DEFINE_float("attention_tightness", None, "Weight of the attention loss's area term "
                    "(the original: 1; larger keeps the glimpse from widening over time).")
+flags.DEFINE_enum("box_readout", None, ["image", "glimpse"],
+                  "Box correction in units of the image (the paper) or of the attention box "
+                  "(default: the preset's).")
+flags.DEFINE_enum("attention_update", None, ["image", "glimpse"],
+                  "Attention update in units of the image (the paper) or of the glimpse "
+                  "(default: the preset's).")
+flags.DEFINE_float("att_gain", None, "Initial logit of the attention-update gate "
+                   "(the paper: -2.5).")
 flags.DEFINE_bool("adaptive_loss", True, "Learn the loss weights (lambda = s^2 + eps).")
 flags.DEFINE_float("l2_weight", 1e-4, "L2 weight decay on weight matrices and DFN weights.")
 
 # --- optimisation ------------------------------------------------------------------------
 flags.DEFINE_integer("batch_size", 16, "Sequences per batch (paper: 10).")
-flags.DEFINE_enum("optimizer", "rmsprop", ["rmsprop", "adam"],
+flags.DEFINE_enum("optimizer", "adam", ["rmsprop", "adam"],
                   "rmsprop (the paper's, with momentum) or adam (--momentum is its beta_1).")
-flags.DEFINE_float("learning_rate", 1e-4, "Learning rate (paper, RMSProp: 3.33e-6).")
+flags.DEFINE_float("learning_rate", 1e-3, "Learning rate (paper, RMSProp: 3.33e-6).")
 flags.DEFINE_float("momentum", 0.9, "RMSProp momentum, or Adam's beta_1 (paper: .9).")
 flags.DEFINE_float("clip_norm", 1.0, "Gradient clipping by global norm (paper: .3).")
 flags.DEFINE_list("lr_decay", ["20:0.3"], "Learning-rate factors by sequence length, e.g. 20:0.3 "

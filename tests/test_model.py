@@ -145,6 +145,60 @@ def test_zoneout_masks_are_bernoulli_in_training_and_expectation_at_inference(mo
     np.testing.assert_allclose(mean_update, h_prev + (1 - p) * (h_new - h_prev), atol=0.06)
 
 
+def _relative_box_np(ref, delta):
+    # NumPy reference: move the centre by delta * size, scale the size by exp(delta).
+    size = ref[..., 2:]
+    centre = ref[..., :2] + size / 2 + delta[..., :2] * size
+    new_size = size * np.exp(delta[..., 2:])
+    return np.concatenate([centre - new_size / 2, new_size], -1)
+
+
+@pytest.mark.parametrize("box_readout,attention_update",
+                         [("glimpse", "image"), ("image", "glimpse"), ("glimpse", "glimpse")])
+def test_glimpse_frame_readouts_match_a_numpy_reference(box_readout, attention_update):
+    from hart_tf.layers.spatial_attention import attention_to_box, box_to_attention
+
+    cfg = TINY.replace(box_readout=box_readout, attention_update=attention_update)
+    keras.utils.set_random_seed(2)
+    m = HART(cfg, seed=2)
+    m.build()
+    # Constant corrections: zero kernels, known biases -> tanh(bias) every step.
+    d_box = np.array([0.1, -0.2, 0.3, -0.1], "float32")
+    d_att = np.array([-0.3, 0.2, 0.4, -0.5], "float32")
+    for layer, d in ((m.cell.box_out, d_box), (m.cell.att_out, d_att)):
+        layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))
+        layer.bias.assign(d)
+    x, _ = _batch(cfg)
+    out = _np(m(x, training=False))
+    att = out["attention"]  # (B, T, 4): a_t, the attention that looked at frame t
+    bias = _np(m.cell.att_bias)
+    gate = 1 / (1 + np.exp(-_np(m.cell.att_gate)))
+    step = gate * np.tanh(d_att)
+    for t in range(T - 1):
+        if attention_update == "glimpse":
+            box_t = attention_to_box(att[:, t], cfg.image_size)
+            expected = box_to_attention(_relative_box_np(box_t, step), cfg.image_size)
+        else:
+            expected = att[:, t] + step
+        np.testing.assert_allclose(att[:, t + 1], expected, rtol=1e-5, atol=1e-5)
+    reference = attention_to_box(att - bias, cfg.image_size)
+    if box_readout == "glimpse":
+        expected_boxes = _relative_box_np(reference, np.tanh(d_box))
+    else:
+        h, w = cfg.image_size
+        expected_boxes = reference + np.tanh(d_box) * np.array([h, w, h, w], "float32")
+    # Step 0 reports box0; every later step is the readout.
+    np.testing.assert_allclose(out["boxes"][:, 1:], expected_boxes[:, 1:], rtol=1e-5, atol=1e-4)
+    assert np.all(out["boxes"][:, 1:, 2:] > 0)
+
+
+def test_readout_frames_are_validated():
+    with pytest.raises(ValueError, match="box_readout must be one of"):
+        HARTConfig(box_readout="pixels")
+    with pytest.raises(ValueError, match="attention_update must be one of"):
+        HARTConfig(attention_update="box")
+
+
 def test_config_round_trip_and_keras_file(tmp_path, model):
     x, _ = _batch()
     expected = _np(model(x, training=False))

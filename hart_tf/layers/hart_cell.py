@@ -41,6 +41,19 @@ class CandidateIdentityOrthogonal(keras.initializers.Initializer):
         return {"scale": self.scale, "seed": self.seed}
 
 
+def relative_box(reference, delta):
+    """Move and rescale boxes in units of their own size.
+
+    reference (B, 4) as (y, x, h, w) pixels; delta (B, 4): the centre moves by
+    (delta_y * h, delta_x * w) and the size is multiplied by (exp(delta_h), exp(delta_w)).
+    delta = 0 returns the reference box.
+    """
+    size = reference[:, 2:]  # (B, 2)
+    centre = reference[:, :2] + 0.5 * size + delta[:, :2] * size
+    new_size = size * ops.exp(delta[:, 2:])
+    return ops.concatenate([centre - 0.5 * new_size, new_size], axis=-1)
+
+
 def contrast_normalize(x):
     """Min-max normalise each example to [0, 1] (the original's normalize_contrast)."""
     lo = ops.min(x, axis=(1, 2, 3), keepdims=True)
@@ -64,6 +77,14 @@ class HARTCell(keras.layers.Layer):
         a_{t+1}    = a_t + sigmoid(gate) * tanh(W_a2 elu(W_a1 [o_t, e_t]))
         Δb_t       = tanh(W_b2 elu(W_b1 [o_t, e_t]))
         b_t        = box(a_t - bias) + Δb_t * [H, W, H, W]
+
+    With `config.box_readout == "glimpse"` the correction is read in units of the reference
+    box instead of the image, b_t = relative_box(box(a_t - bias), Δb_t): the centre moves
+    by Δ * (h, w) and the size scales by exp(Δ), so what the location map shows (where the
+    object sits in the glimpse, how much of it it fills) maps to the box without a
+    multiplication by the glimpse's size. `config.attention_update == "glimpse"` updates
+    the attention the same way, a_{t+1} = att(relative_box(box(a_t), sigmoid(gate) * Δa)).
+    Both default to "image", the paper's.
 
     `gate` is a trainable 4-vector initialised to `config.att_gain` (-2.5); `bias` is the
     learnable init bias 0.25 * tanh(β) added to a_0. Zoneout keeps each state unit with a
@@ -306,12 +327,21 @@ class HARTCell(keras.layers.Layer):
         if self.config.appearance_attention:
             loc = ops.reshape(app["location_map"], (batch, -1))  # (B, fh*fw)
             readout = ops.concatenate([o, self.mask_features(loc)], axis=-1)
-        att_delta = self.att_out(self.att_hidden(readout))
-        new_att = att + ops.sigmoid(self.att_gate)[None, :] * att_delta
-        box_delta = self.box_out(self.box_hidden(readout))
-        hgt, wid = self.config.image_size
-        scale = ops.convert_to_tensor(np.array([hgt, wid, hgt, wid], "float32"))
-        box = attention_to_box(att - self.att_bias[None, :], c.image_size) + box_delta * scale
+        att_delta = self.att_out(self.att_hidden(readout))  # (B, 4) in (-1, 1)
+        gate = ops.sigmoid(self.att_gate)[None, :]
+        if c.attention_update == "glimpse":
+            box_now = attention_to_box(att, c.image_size)
+            new_att = box_to_attention(relative_box(box_now, gate * att_delta), c.image_size)
+        else:
+            new_att = att + gate * att_delta
+        box_delta = self.box_out(self.box_hidden(readout))  # (B, 4) in (-1, 1)
+        reference = attention_to_box(att - self.att_bias[None, :], c.image_size)
+        if c.box_readout == "glimpse":
+            box = relative_box(reference, box_delta)
+        else:
+            hgt, wid = c.image_size
+            scale = ops.convert_to_tensor(np.array([hgt, wid, hgt, wid], "float32"))
+            box = reference + box_delta * scale
 
         ones = ops.ones((batch, 1), dtype="float32")
         if self.config.appearance_attention:
