@@ -15,13 +15,15 @@ is tiled on the host).
 The step is compiled once per tracker (a `tf.function` with a dynamic batch on the
 TensorFlow backend, `jax.jit` on JAX; a SavedModel's `step` signature is compiled already)
 and warmed up when the tracker is made, so the first frames run as fast as the rest.
-`last` holds the latest update's extra outputs (glimpse box, presence, location map).
+`last` holds the latest update's extra outputs (glimpse box, presence, location map), read
+back from the device only when asked for. `track(frames, box)` runs a whole video with one
+step in flight (host work overlaps the device's) and yields the same boxes as `update`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,38 @@ def _check_frame(frame, where: str) -> np.ndarray:
     return a
 
 
+class _LazyOutputs(Mapping):
+    """`Tracker.last`: the latest update's outputs, read back from the device on first access.
+
+    `update` needs only the box now; the glimpse box, presence and location map stay where
+    the step left them (on a GPU: device memory) until someone reads them, which spares three
+    device-to-host copies per frame in a tracking loop that never looks at them.
+    """
+
+    _KEYS = ("box", "att_box", "presence", "location_map")
+
+    def __init__(self, raw: Mapping[str, Any], box: np.ndarray, scale: np.ndarray,
+                 single: bool):
+        self._raw, self._scale, self._single = raw, scale, single
+        self._done: dict[str, np.ndarray] = {"box": box}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._done:
+            if key not in self._KEYS:
+                raise KeyError(key)
+            value = np.asarray(self._raw[key])
+            if key == "att_box":  # (y, x, h, w) model pixels -> (x, y, w, h) frame pixels
+                value = value[:, [1, 0, 3, 2]] / self._scale[[1, 0, 3, 2]]
+            self._done[key] = value[0] if self._single else value
+        return self._done[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+
 class Tracker:
     """A trained HART behind the OpenCV / GOT-10k `init` and `update` calls.
 
@@ -126,7 +160,7 @@ class Tracker:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self._state = None
         self._single = True
-        self.last: dict[str, np.ndarray] = {}
+        self.last: Mapping[str, np.ndarray] = {}
 
     # ---- construction -------------------------------------------------------------------
 
@@ -213,18 +247,40 @@ class Tracker:
             raise RuntimeError("Tracker.update: call init(frame, box) first")
         frames, scale = self._prepare(frame, "Tracker.update")
         out, self._state = self._step_fn(frames, self._state)
+        return self._finish(out, scale)
+
+    def track(self, frames: Iterable[np.ndarray], box: np.ndarray) -> Iterator[np.ndarray]:
+        """Tracks through a video: `init` on the first frame with `box`, then yields the box
+        of every later frame, as `update` would, in order.
+
+        Unlike a loop of `update` calls it keeps one step in flight: the next frame is
+        resized, sent and its step started before this frame's box is read back, so on an
+        accelerator the host's work overlaps the device's (the same boxes, at the rate the
+        device sustains). After the last frame `last` holds that frame's outputs.
+        """
+        it = iter(frames)
+        try:
+            first = next(it)
+        except StopIteration:
+            raise ValueError("Tracker.track: frames is empty") from None
+        self.init(first, box)
+        pending = None  # (outputs, scale) of the step whose box is not read yet
+        for frame in it:
+            frames_, scale = self._prepare(frame, "Tracker.track")
+            out, self._state = self._step_fn(frames_, self._state)  # starts, does not wait
+            if pending is not None:
+                yield self._finish(*pending)
+            pending = (out, scale)
+        if pending is not None:
+            yield self._finish(*pending)
+
+    def _finish(self, out, scale: np.ndarray) -> np.ndarray:
+        """Reads a step's box back to the host (this waits for the step) and sets `last`."""
         # (y, x, h, w) in model pixels -> (x, y, w, h) in this frame's pixels.
         box = np.asarray(out["box"])[:, [1, 0, 3, 2]] / scale[[1, 0, 3, 2]]
-        att = np.asarray(out["att_box"])[:, [1, 0, 3, 2]] / scale[[1, 0, 3, 2]]
-        self.last = {
-            "box": box,
-            "att_box": att,
-            "presence": np.asarray(out["presence"]),
-            "location_map": np.asarray(out["location_map"]),
-        }
-        if self._single:
-            self.last = {k: v[0] for k, v in self.last.items()}
-        return self.last["box"].copy()
+        box = box[0] if self._single else box
+        self.last = _LazyOutputs(out, box, scale, self._single)
+        return box.copy()
 
     def _prepare(self, frame, where: str) -> tuple[np.ndarray, np.ndarray]:
         """Frame resized to the model, as (1, H, W, C) uint8 (the step functions tile it for

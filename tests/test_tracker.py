@@ -100,6 +100,32 @@ def test_many_objects_in_one_batched_step_equal_single_runs(tracker, clips, monk
         np.testing.assert_allclose(got, single, atol=1e-3)
 
 
+@pytest.mark.parametrize("objects", [1, 2])
+def test_track_generator_equals_an_update_loop(tracker, clips, objects, monkeypatch):
+    frames = _enlarge(clips["frames"][1, :7])
+    boxes = np.array([[20, 10, 30, 24], [90, 40, 24, 30]], np.float32)[:objects]
+    box = boxes[0] if objects == 1 else boxes
+    tracker.init(frames[0], box)
+    want = [tracker.update(f) for f in frames[1:]]
+    want_last = {k: np.array(v) for k, v in tracker.last.items()}
+    # One step in flight: the step of frame t+1 starts before frame t's box is read back.
+    events = []
+    step, finish = tracker._step_fn, tracker._finish
+    monkeypatch.setattr(tracker, "_step_fn",
+                        lambda frame, state: events.append("step") or step(frame, state))
+    monkeypatch.setattr(tracker, "_finish",
+                        lambda out, scale: events.append("read") or finish(out, scale))
+    got = list(tracker.track(iter(frames), box))
+    assert events == ["step", "step"] + ["read", "step"] * 4 + ["read", "read"]
+    assert len(got) == len(frames) - 1 and got[0].shape == box.shape
+    np.testing.assert_allclose(np.stack(got), np.stack(want), atol=1e-5)
+    assert set(tracker.last) == set(want_last)
+    for key, value in want_last.items():  # `last` is the last frame's, read back on access
+        np.testing.assert_allclose(tracker.last[key], value, atol=1e-5, err_msg=key)
+    with pytest.raises(ValueError, match=r"^Tracker.track: frames is empty$"):
+        next(tracker.track([], box))
+
+
 def test_bad_input_is_reported(tracker, tmp_path):
     frame = np.zeros((30, 40, 3), np.uint8)
     with pytest.raises(RuntimeError, match=r"^Tracker.update: call init\(frame, box\) first$"):
