@@ -31,7 +31,8 @@ RECORD_KEYS = {
                  "host_fed_step_ms", "gen_cores_to_keep_up", "transfer_share_of_step"},
     "track": {"fps", "latency_ms_p50", "latency_ms_p90", "pipelined_fps", "peak_memory_bytes"},
     "objects": {"objects", "steps_per_s", "object_frames_per_s", "latency_ms_p50"},
-    "tracker_api": {"objects", "object_frames_per_s", "latency_ms_p50", "track_object_frames_per_s"},
+    "tracker_api": {"objects", "object_frames_per_s", "latency_ms_p50",
+                    "track_object_frames_per_s"},
     "opencv": {"tracker", "frames"},
 }
 
