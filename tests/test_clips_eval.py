@@ -66,6 +66,12 @@ def test_two_real_clips(shared_data, untrained_checkpoint, tmp_path):  # noqa: F
     for row in TWO + ["**all frames**"]:
         assert f"| {row} | " in table
     assert "HART IoU" in table and "static box IoU" in table
+    # fps is a cost per frame: shown for the trackers, a dash for the static box.
+    columns = next(line for line in table.splitlines()
+                   if line.startswith("| sequence |")).split(" | ")
+    car1 = next(line for line in table.splitlines() if line.startswith("| Car1 |")).split(" | ")
+    assert car1[columns.index("static box fps")] == "–"
+    assert float(car1[columns.index("HART fps")]) > 0
     assert (tmp_path / "strip_Car1.png").stat().st_size > 1000
 
 
