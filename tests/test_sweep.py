@@ -40,17 +40,41 @@ def test_bad_trials_files_give_one_line_errors(tmp_path, text, message):
     assert str(info.value) == message.format(p=path)
 
 
+def test_trials_go_to_the_least_busy_device():
+    assert sweep.pick_device([], []) is None
+    assert sweep.pick_device(["0", "1"], []) == "0"
+    assert sweep.pick_device(["0", "1"], ["0"]) == "1"
+    assert sweep.pick_device(["0", "1", "2"], ["0", "1", "0", "2"]) == "1"
+    env = sweep.trial_env({"PATH": "/bin"}, "3")
+    assert env["CUDA_VISIBLE_DEVICES"] == "3" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert "CUDA_VISIBLE_DEVICES" not in sweep.trial_env({"PATH": "/bin"}, None)
+
+
+@pytest.mark.parametrize("value", ["a,b", "0,0", "-1"])
+def test_bad_devices_flag_is_a_one_line_error(tmp_path, capsys, value):
+    trials = tmp_path / "t.txt"
+    trials.write_text("base\n")
+    with pytest.raises(SystemExit) as info:
+        sweep.main([f"--trials={trials}", f"--devices={value}"])
+    assert info.value.code == 2
+    assert (f"--devices must be distinct GPU numbers like 0,1,2,3, got {value!r}"
+            in capsys.readouterr().err)
+
+
 def test_a_sweep_trains_every_trial_and_reports_failures(tmp_path, capsys):
     trials = tmp_path / "trials.txt"
-    trials.write_text("base\nadam --optimizer=adam --learning_rate=1e-3\n"
+    trials.write_text("base\nrms --optimizer=rmsprop --learning_rate=1e-4\n"
                       "broken --learning_rate=-1\n")
     out = tmp_path / "sweep"
-    code = sweep.main([f"--trials={trials}", "--parallel=3", f"--out_dir={out}", "--", *TINY])
+    code = sweep.main([f"--trials={trials}", "--parallel=3", f"--out_dir={out}",
+                       "--devices=0,1", "--", *TINY])
     assert code == 1  # one trial failed
     records = {r["name"]: r for r in map(json.loads, (out / "sweep.jsonl").read_text().split(
         "\n")[:-1])}
-    assert set(records) == {"base", "adam", "broken"}
-    for name in ("base", "adam"):
+    assert set(records) == {"base", "rms", "broken"}
+    # Spread over the two devices: the third trial goes to the one running fewer.
+    assert [records[n]["device"] for n in ("base", "rms", "broken")] == ["0", "1", "0"]
+    for name in ("base", "rms"):
         r = records[name]
         assert r["exit_code"] == 0 and 0.0 <= r["mean_iou"] <= 1.0, r
         assert (r["steps"], r["length"]) == (4, 3)
@@ -58,7 +82,7 @@ def test_a_sweep_trains_every_trial_and_reports_failures(tmp_path, capsys):
         assert r["mean_iou"] == summary["test"]["mean_iou"]
         assert (out / "tb" / name).is_dir()
     # Each trial's flags reached its run: the optimizer saved in its best checkpoint.
-    for name, optimizer in (("base", "GuardedRMSprop"), ("adam", "GuardedAdam")):
+    for name, optimizer in (("base", "GuardedAdam"), ("rms", "GuardedRMSprop")):
         with zipfile.ZipFile(out / "checkpoints" / name / "best.keras") as z:
             config = json.loads(z.read("config.json"))
         assert config["compile_config"]["optimizer"]["class_name"] == optimizer

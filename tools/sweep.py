@@ -15,6 +15,9 @@ Each trial is one `python -m hart_tf.train <common flags> <trial flags>` process
 run folder (`<out_dir>/checkpoints/<name>`) and TensorBoard folder (`<out_dir>/tb/<name>`);
 `--parallel` of them run at once (on a GPU they share it: under JAX set
 XLA_PYTHON_CLIENT_PREALLOCATE=false, which this tool does for its children unless it is set).
+On a machine with several GPUs, `--devices=0,1,2,3` spreads the trials over them: each trial
+starts on the listed GPU running the fewest trials (its CUDA_VISIBLE_DEVICES), so
+`--parallel=16 --devices=0,1,2,3` runs four trials on each of four GPUs.
 A trial's output goes to `<out_dir>/<name>.log`. When all have finished, `<out_dir>/sweep.jsonl`
 holds one line per trial (its flags, test mean IoU, success AUC, precision@20, the steps and
 sequence length it reached, minutes) and a Markdown table sorted by test IoU is printed.
@@ -100,26 +103,47 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def run_sweep(trials, common: list[str], out_dir: Path, parallel: int) -> list[dict]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+def pick_device(devices: list[str], busy: list[str]) -> str | None:
+    """The device of `devices` with the fewest running trials (`busy`: one entry per running
+    trial), the first listed on a tie; None when no devices are given."""
+    if not devices:
+        return None
+    return min(devices, key=lambda d: (busy.count(d), devices.index(d)))
+
+
+def trial_env(base: dict[str, str], device: str | None) -> dict[str, str]:
+    env = dict(base)
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    return env
+
+
+def run_sweep(trials, common: list[str], out_dir: Path, parallel: int,
+              devices: list[str] | None = None) -> list[dict]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    devices = list(devices or [])
     waiting = list(trials)
     running: dict[str, tuple] = {}
     records = []
     while waiting or running:
         while waiting and len(running) < parallel:
             name, flags = waiting.pop(0)
+            device = pick_device(devices, [r[4] for r in running.values()])
             log = open(out_dir / f"{name}.log", "w")  # noqa: SIM115  (closed when it ends)
             proc = subprocess.Popen(command(name, flags, common, out_dir), stdout=log,
-                                    stderr=subprocess.STDOUT, env=env)
-            running[name] = (proc, flags, log, time.time())
-            print(f"started {name}: {' '.join(flags) or '(common flags)'}", flush=True)
+                                    stderr=subprocess.STDOUT,
+                                    env=trial_env(dict(os.environ), device))
+            running[name] = (proc, flags, log, time.time(), device)
+            where = f" on device {device}" if device is not None else ""
+            print(f"started {name}{where}: {' '.join(flags) or '(common flags)'}", flush=True)
         time.sleep(1.0)
         for name in [n for n, (p, *_) in running.items() if p.poll() is not None]:
-            proc, flags, log, start = running.pop(name)
+            proc, flags, log, start, device = running.pop(name)
             log.close()
             record = result(name, flags, out_dir, proc.returncode, time.time() - start)
+            if device is not None:
+                record["device"] = device
             records.append(record)
             with open(out_dir / "sweep.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -139,16 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", required=True, type=Path, help="trials file")
     parser.add_argument("--parallel", type=int, default=1, help="trials run at once")
     parser.add_argument("--out_dir", type=Path, default=Path("results/sweep"))
+    parser.add_argument("--devices", default="",
+                        help="GPUs to spread the trials over, e.g. 0,1,2,3 (default: all "
+                             "trials see the same devices)")
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error("--parallel must be at least 1")
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    if any(not d.isdigit() for d in devices) or len(set(devices)) != len(devices):
+        parser.error(f"--devices must be distinct GPU numbers like 0,1,2,3, got {args.devices!r}")
     try:
         trials = parse_trials(args.trials)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     (args.out_dir / "sweep.jsonl").unlink(missing_ok=True)
-    records = run_sweep(trials, common, args.out_dir, args.parallel)
+    records = run_sweep(trials, common, args.out_dir, args.parallel, devices)
     print(markdown(records))
     return 0 if all("mean_iou" in r for r in records) else 1
 
