@@ -293,6 +293,8 @@ class _Trainer:
         self.resume_metrics: list | None = None
         self.resumed_from: Path | None = None
         self.data_error: Exception | None = None
+        self.started = time.time()  # reset when `run` starts: the time budget counts from there
+        self.out_of_time = False
         # Check every input before writing anything: a bad flag or file leaves no output.
         self.manager = CheckpointManager(options.run_dir, keep=options.keep_checkpoints)
         check_writable(options.log_dir, "--logdir")
@@ -450,12 +452,11 @@ class _Trainer:
                 use_function_for_length(self.model, "train", length)
                 steps = o.steps_per_epoch - self.epoch_step
                 last = self.epoch + 1 if self.epoch_step else o.epochs
-                batches = None
+                opened = []  # the batch stream `fit` asks for; closed when `fit` returns
 
-                def make(length=length, n=steps * (last - self.epoch)):
-                    nonlocal batches
-                    batches = self._batches(length, n)
-                    return batches
+                def make(length=length, n=steps * (last - self.epoch), opened=opened):
+                    opened.append(self._batches(length, n))
+                    return opened[-1]
 
                 with warnings.catch_warnings():
                     # The batches never run out; when they stop, self.data_error says why.
@@ -474,9 +475,9 @@ class _Trainer:
                         if self.data_error is None:
                             raise
                     finally:
-                        if batches is not None:
+                        for stream in opened:
                             with contextlib.suppress(ValueError):  # still running: GC ends it
-                                batches.close()
+                                stream.close()
                 if self.data_error is not None:
                     raise self.data_error
             if self.stop_reason is None and self.manager.best() is None:
