@@ -126,6 +126,38 @@ def test_track_generator_equals_an_update_loop(tracker, clips, objects, monkeypa
         next(tracker.track([], box))
 
 
+class _Counted:
+    """A step output that counts how often it is copied to a NumPy array."""
+
+    def __init__(self, value, reads):
+        self.value, self.reads = value, reads
+
+    def __array__(self, dtype=None, copy=None):
+        self.reads.append(1)
+        return np.asarray(self.value, dtype=dtype)
+
+
+def test_update_reads_back_only_the_box(tracker, clips, monkeypatch):
+    frames = clips["frames"][0, :3]
+    reads = {"box": [], "att_box": [], "presence": [], "location_map": []}
+    step = tracker._step_fn
+
+    def counting_step(frame, state):
+        out, state = step(frame, state)
+        return {k: _Counted(np.asarray(out[k]), reads[k]) for k in reads}, state
+
+    monkeypatch.setattr(tracker, "_step_fn", counting_step)
+    tracker.init(frames[0], (10, 20, 30, 24))
+    for frame in frames[1:]:
+        tracker.update(frame)
+    assert {k: len(v) for k, v in reads.items()} == {
+        "box": 2, "att_box": 0, "presence": 0, "location_map": 0}
+    tracker.last["location_map"]
+    tracker.last["location_map"]  # read back once, then kept
+    assert {k: len(v) for k, v in reads.items()} == {
+        "box": 2, "att_box": 0, "presence": 0, "location_map": 1}
+
+
 def test_bad_input_is_reported(tracker, tmp_path):
     frame = np.zeros((30, 40, 3), np.uint8)
     with pytest.raises(RuntimeError, match=r"^Tracker.update: call init\(frame, box\) first$"):
