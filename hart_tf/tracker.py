@@ -110,6 +110,11 @@ def _check_frame(frame, where: str) -> np.ndarray:
     return a
 
 
+def _to_frame_xywh(yxhw, scale: np.ndarray) -> np.ndarray:
+    """(N, 4) boxes (y, x, h, w) in model pixels -> (x, y, w, h) in the frame's pixels."""
+    return np.asarray(yxhw)[:, [1, 0, 3, 2]] / scale[[1, 0, 3, 2]]
+
+
 class _LazyOutputs(Mapping):
     """`Tracker.last`: the latest update's outputs, read back from the device on first access.
 
@@ -129,9 +134,8 @@ class _LazyOutputs(Mapping):
         if key not in self._done:
             if key not in self._KEYS:
                 raise KeyError(key)
-            value = np.asarray(self._raw[key])
-            if key == "att_box":  # (y, x, h, w) model pixels -> (x, y, w, h) frame pixels
-                value = value[:, [1, 0, 3, 2]] / self._scale[[1, 0, 3, 2]]
+            raw = self._raw[key]
+            value = _to_frame_xywh(raw, self._scale) if key == "att_box" else np.asarray(raw)
             self._done[key] = value[0] if self._single else value
         return self._done[key]
 
@@ -276,8 +280,7 @@ class Tracker:
 
     def _finish(self, out, scale: np.ndarray) -> np.ndarray:
         """Reads a step's box back to the host (this waits for the step) and sets `last`."""
-        # (y, x, h, w) in model pixels -> (x, y, w, h) in this frame's pixels.
-        box = np.asarray(out["box"])[:, [1, 0, 3, 2]] / scale[[1, 0, 3, 2]]
+        box = _to_frame_xywh(out["box"], scale)
         box = box[0] if self._single else box
         self.last = _LazyOutputs(out, box, scale, self._single)
         return box.copy()

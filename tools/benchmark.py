@@ -583,9 +583,10 @@ def _bench_tracker_api(model, name, frames, box0, source, config) -> list[dict[s
 
         run(frames[:3])  # compiles
         run(frames)  # untimed pass: the GPU clocks up from idle
-        runs = [run(frames) for _ in range(max(1, FLAGS.repeats // 2))]
+        repeats = max(1, FLAGS.repeats // 2)
+        runs = [run(frames) for _ in range(repeats)]
         steps_per_s = statistics.median(len(r) / sum(r) for r in runs)
-        track_rate = statistics.median(run_track(frames) for _ in range(max(1, FLAGS.repeats // 2)))
+        track_rate = statistics.median(run_track(frames) for _ in range(repeats))
         records.append({
             "bench": "tracker_api", "config": name, "objects": n, "source": source,
             "steps_per_s": steps_per_s, "object_frames_per_s": n * steps_per_s,

@@ -129,7 +129,7 @@ def run_sweep(trials, common: list[str], out_dir: Path, parallel: int,
     while waiting or running:
         while waiting and len(running) < parallel:
             name, flags = waiting.pop(0)
-            device = pick_device(devices, [r[4] for r in running.values()])
+            device = pick_device(devices, [dev for *_, dev in running.values()])
             log = open(out_dir / f"{name}.log", "w")  # noqa: SIM115  (closed when it ends)
             proc = subprocess.Popen(command(name, flags, common, out_dir), stdout=log,
                                     stderr=subprocess.STDOUT,
