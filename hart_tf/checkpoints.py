@@ -172,6 +172,20 @@ class CheckpointManager:
         for p in self.directory.glob(".tmp-*"):
             p.unlink(missing_ok=True)
 
+    def clear(self) -> int:
+        """Deletes every checkpoint of the run (steps, best, unfinished saves); returns how
+        many step and best checkpoints there were. Other files in the folder are kept."""
+        if not self.directory.is_dir():
+            return 0
+        found = set(self._steps()) | set(self._steps("keras"))
+        for step in found:
+            for p in self._paths(f"ckpt-{step}"):
+                p.unlink(missing_ok=True)
+        best = any(p.exists() for p in self._paths("best"))
+        for p in (*self._paths("best"), *self.directory.glob(".tmp-*")):
+            p.unlink(missing_ok=True)
+        return len(found) + int(best)
+
     def verify(self, tag: str) -> dict:
         """Returns the state of checkpoint `tag` after checking it is whole and ours."""
         keras_path, json_path = self._paths(tag)

@@ -12,6 +12,8 @@ from typing import Any
 
 V1_KINDS = ("alexnet", "small")
 READOUT_FRAMES = ("image", "glimpse")
+# The box can also be placed by the location map (its centroid in the glimpse).
+BOX_READOUTS = (*READOUT_FRAMES, "map")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +26,8 @@ class HARTConfig:
         channels: colour channels of the frames.
         glimpse_size: (gh, gw) of the spatial-attention glimpse.
         v1: "alexnet" (the paper's conv1-conv3) or "small" (cheap V1 for synthetic data).
-        v1_stride: total stride of V1 (feature map = glimpse / v1_stride).
+        v1_stride: total stride of V1 (feature map = glimpse / v1_stride); 4 for AlexNet,
+            4 or 2 for the small V1 (2: a location map twice as fine, ~2.6x its FLOPs).
         v1_channels: channels of the V1 output (384 for AlexNet conv3).
         appearance_maps: channels of the ventral/dorsal streams (5 in the paper).
         dorsal_units: width of the Dense layer that conditions the dynamic filters.
@@ -40,7 +43,9 @@ class HARTConfig:
         att_gain: initial value of the attention-update gate logit c.
         box_readout: "image" (the paper: box = attention box + tanh(.) x image size) or
             "glimpse" (the correction in units of the attention box: centre + tanh(.) x
-            box size, size x exp(tanh(.))).
+            box size, size x exp(tanh(.))) or "map": as "glimpse", with the reference box
+            first moved to the location map's centroid (`location_map_centre`; needs
+            appearance attention).
         attention_update: "image" (the paper: a + sigmoid(c) tanh(.)) or "glimpse" (the
             same move and rescale as box_readout's, in units of the current glimpse).
         normalize_glimpse: per-glimpse contrast normalisation before V1 (as the original).
@@ -80,11 +85,22 @@ class HARTConfig:
         object.__setattr__(self, "glimpse_size", tuple(int(v) for v in self.glimpse_size))
         if self.v1 not in V1_KINDS:
             raise ValueError(f"v1 must be one of {V1_KINDS}, got {self.v1!r}")
-        for name in ("box_readout", "attention_update"):
-            if getattr(self, name) not in READOUT_FRAMES:
-                raise ValueError(
-                    f"{name} must be one of {READOUT_FRAMES}, got {getattr(self, name)!r}"
-                )
+        if self.box_readout not in BOX_READOUTS:
+            raise ValueError(
+                f"box_readout must be one of {BOX_READOUTS}, got {self.box_readout!r}"
+            )
+        if self.attention_update not in READOUT_FRAMES:
+            raise ValueError(
+                f"attention_update must be one of {READOUT_FRAMES}, "
+                f"got {self.attention_update!r}"
+            )
+        if self.box_readout == "map" and not self.appearance_attention:
+            raise ValueError("box_readout 'map' needs appearance_attention (the location map)")
+        strides = (4,) if self.v1 == "alexnet" else (2, 4)
+        if self.v1_stride not in strides:
+            raise ValueError(
+                f"v1_stride of the {self.v1} V1 must be one of {strides}, got {self.v1_stride}"
+            )
         gh, gw = self.glimpse_size
         h, w = self.image_size
         if gh < 2 or gw < 2:

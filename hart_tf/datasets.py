@@ -25,9 +25,14 @@ def to_xy(batch: dict[str, np.ndarray]) -> tuple[dict, dict]:
 
 
 def _synthetic_cfg(options) -> synthetic.SyntheticConfig:
+    most = options.num_distractors_max
     return synthetic.SyntheticConfig(
         image_size=tuple(options.config.image_size),
-        texture_source=getattr(options, "texture_source", "procedural"),
+        texture_source=options.texture_source,
+        n_distractors=(min(1, most), most),
+        distractor_jitter=options.distractor_jitter,
+        distractor_front_prob=options.distractor_front_prob,
+        occlusion_prob=options.occlusion_prob,
     )
 
 

@@ -3,7 +3,8 @@
 Reports mean IoU over `--eval_steps` steps (30 synthetic, 60 KITTI as the paper), IoU per
 time step (JSON and a PNG like the paper's Fig. 5), OTB success AUC and precision@20 px, with
 the static baseline (first box repeated) beside every number, and PNG strips of a few
-tracked sequences with glimpse boxes and location maps.
+tracked sequences with glimpse boxes and location maps. `--opencv_baselines=csrt,kcf`
+scores OpenCV trackers on the same sequences beside HART (needs the bench extra).
 """
 
 from __future__ import annotations
@@ -14,12 +15,24 @@ from pathlib import Path
 from hart_tf import cli, datasets
 from hart_tf.checkpoints import resolve_checkpoint
 from hart_tf.cli import FLAGS
-from hart_tf.evaluation import evaluate_model, write_report
+from hart_tf.evaluation import evaluate_model, evaluate_opencv, write_report
 from hart_tf.saving import load_model
 
 
 def evaluate_checkpoint(checkpoint: str, dataset: str, out_dir: str | None,
-                        eval_steps: int | None, eval_sequences: int, batch_size: int) -> dict:
+                        eval_steps: int | None, eval_sequences: int, batch_size: int,
+                        opencv: tuple[str, ...] = ()) -> dict:
+    from hart_tf.baselines import BENCH_HINT, OPENCV_KINDS, _import_cv2
+
+    for kind in opencv:
+        if kind not in OPENCV_KINDS:
+            raise ValueError(f"--opencv_baselines: unknown tracker {kind!r}; "
+                             f"choose from {','.join(OPENCV_KINDS)}")
+    if opencv:
+        try:
+            _import_cv2()
+        except ImportError:
+            raise ValueError(f"--opencv_baselines needs OpenCV: {BENCH_HINT}") from None
     path = resolve_checkpoint(checkpoint)
     model = load_model(path)
     from hart_tf.train import options_from_flags
@@ -30,6 +43,12 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, out_dir: str | None,
     steps = eval_steps or (60 if dataset == "kitti" else 30)
     data = datasets.eval_set(options, "test", n=eval_sequences, length=steps + 1)
     result = evaluate_model(model, data, batch_size=batch_size)
+    if opencv:
+        result["opencv"] = {}
+        for kind in opencv:
+            scores = evaluate_opencv(kind, data)
+            scores.pop("boxes")
+            result["opencv"][kind] = scores
     out = Path(out_dir) if out_dir else path.parent / f"eval_{dataset}"
     written = write_report(result, data, out)
     record = {k: v for k, v in result.items() if k != "outputs"}
@@ -48,10 +67,17 @@ def main(argv):
         evaluate_clips(FLAGS.checkpoint, FLAGS.data_dir, FLAGS.out_dir)
         return
     r = evaluate_checkpoint(FLAGS.checkpoint, FLAGS.dataset, FLAGS.out_dir, FLAGS.eval_steps,
-                            FLAGS.eval_sequences, FLAGS.batch_size)
-    print(json.dumps({k: v for k, v in r.items() if "per_step" not in k}, indent=1))
+                            FLAGS.eval_sequences, FLAGS.batch_size,
+                            tuple(FLAGS.opencv_baselines or ()))
+    shown = {k: v for k, v in r.items() if "per_step" not in k and k != "opencv"}
+    if "opencv" in r:
+        shown["opencv"] = {kind: {k: v for k, v in s.items() if k != "iou_per_step"}
+                           for kind, s in r["opencv"].items()}
+    print(json.dumps(shown, indent=1))
+    others = "".join(f"; OpenCV {kind.upper()} {s['mean_iou']:.3f}"
+                     for kind, s in r.get("opencv", {}).items())
     print(f"mean IoU over {r['steps']} steps: {r['mean_iou']:.3f} "
-          f"(static baseline {r['static_mean_iou']:.3f}); "
+          f"(static baseline {r['static_mean_iou']:.3f}{others}); "
           f"success AUC {r['success_auc']:.3f}; precision@20 {r['precision_20']:.3f}")
 
 

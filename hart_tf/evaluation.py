@@ -55,6 +55,30 @@ def evaluate_model(model, data: dict[str, np.ndarray], batch_size: int = 32) -> 
     return result
 
 
+def evaluate_opencv(kind: str, data: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Scores an OpenCV tracker (csrt, kcf or mil) on the same sequences, from the same box.
+
+    Each sequence is tracked alone at batch 1 from its first box, as `evaluate_model` does.
+    Returns the scores of `score` plus `fps` (frames per second of the update calls alone,
+    all sequences pooled) and `boxes` (N, T, 4) as (y, x, h, w).
+    """
+    from hart_tf.baselines import OpenCVTracker, run_tracker
+
+    gt, presence = data["boxes"], data["presence"]
+    tracker = OpenCVTracker(kind)
+    boxes, seconds = [], 0.0
+    for frames, seq_boxes in zip(data["frames"], gt, strict=True):
+        y, x, h, w = seq_boxes[0]
+        xywh, fps = run_tracker(tracker, frames, np.array([x, y, w, h], np.float32))
+        seconds += (len(xywh) - 1) / fps
+        boxes.append(xywh[:, [1, 0, 3, 2]])  # (x, y, w, h) -> (y, x, h, w)
+    boxes = np.stack(boxes)
+    result = score(boxes, gt, presence)
+    result["fps"] = float(gt.shape[0] * (gt.shape[1] - 1) / max(seconds, 1e-12))
+    result["boxes"] = boxes
+    return result
+
+
 def write_report(result: dict[str, Any], data: dict[str, np.ndarray], out_dir: str | Path,
                  n_strips: int = 3) -> list[Path]:
     """Writes results.json, iou_per_step.png and a few tracked-sequence strips."""
@@ -71,6 +95,8 @@ def write_report(result: dict[str, Any], data: dict[str, np.ndarray], out_dir: s
     written.append(path)
     curves = {"HART": np.array(result["iou_per_step"]),
               "static box": np.array(result["static_iou_per_step"])}
+    for kind in result.get("opencv", {}):
+        curves[f"OpenCV {kind.upper()}"] = np.array(result["opencv"][kind]["iou_per_step"])
     path = out_dir / "iou_per_step.png"
     viz.iou_per_step_figure(curves, path=path, title="Mean IoU per time step (t >= 1)")
     written.append(path)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from absl import flags
 
+from hart_tf.data.synthetic import SyntheticConfig
+
 FLAGS = flags.FLAGS
 
 DATASETS = ("synthetic", "kitti", "kth", "clips")
@@ -20,7 +22,19 @@ flags.DEFINE_string("data_dir", None, "Dataset root (KITTI: the folder holding t
 flags.DEFINE_string("img_dir", None, "KITTI image folder (image_02), overrides data_dir.")
 flags.DEFINE_string("label_dir", None, "KITTI label folder (label_02), overrides data_dir.")
 flags.DEFINE_string("alexnet_dir", None, "Folder holding bvlc_alexnet.npy for the AlexNet V1.")
-flags.DEFINE_integer("num_distractors_max", 3, "Synthetic data: most distractors per video.")
+_DATA = SyntheticConfig()  # the synthetic data's defaults, defined once
+flags.DEFINE_integer("num_distractors_max", _DATA.n_distractors[1],
+                     "Synthetic data: most look-alike distractors per video (1 to this many; "
+                     "0: none).")
+flags.DEFINE_float("distractor_jitter", _DATA.distractor_jitter,
+                   "Synthetic data: how far a distractor's size, colour and texture stray from "
+                   "the target's (relative; larger is easier).")
+flags.DEFINE_float("distractor_front_prob", _DATA.distractor_front_prob,
+                   "Synthetic data: probability that a distractor passes in front of the "
+                   "target (hiding it) rather than behind.")
+flags.DEFINE_float("occlusion_prob", _DATA.occlusion_prob,
+                   "Synthetic data: probability that an occluding bar passes in front of the "
+                   "target.")
 
 # --- model -------------------------------------------------------------------------------
 flags.DEFINE_enum("config", None, ["small", "kitti", "kth"],
@@ -36,9 +50,12 @@ flags.DEFINE_bool("attention_loss", True, "Train with the attention loss (Table 
 flags.DEFINE_bool("appearance_loss", True, "Train with the appearance loss (Table 1).")
 flags.DEFINE_float("attention_tightness", None, "Weight of the attention loss's area term "
                    "(the original: 1; larger keeps the glimpse from widening over time).")
-flags.DEFINE_enum("box_readout", None, ["image", "glimpse"],
-                  "Box correction in units of the image (the paper) or of the attention box "
-                  "(default: the preset's).")
+flags.DEFINE_enum("box_readout", None, ["image", "glimpse", "map"],
+                  "Box correction in units of the image (the paper), of the attention box, or "
+                  "of the attention box moved to the location map's centroid (default: the "
+                  "preset's).")
+flags.DEFINE_integer("v1_stride", None, "Total stride of V1: 4, or 2 for the small V1 (a "
+                     "location map twice as fine; default: the preset's).")
 flags.DEFINE_enum("attention_update", None, ["image", "glimpse"],
                   "Attention update in units of the image (the paper) or of the glimpse "
                   "(default: the preset's).")
@@ -88,6 +105,8 @@ flags.DEFINE_integer("eval_sequences", 32, "Validation/test sequences for evalua
 flags.DEFINE_integer("eval_steps", None, "Sequence length for evaluation (30 synthetic, 60 KITTI).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint (.keras) to evaluate / export / track with.")
 flags.DEFINE_string("out_dir", None, "Where evaluate writes its JSON, plots and strips.")
+flags.DEFINE_list("opencv_baselines", [], "evaluate: OpenCV trackers (csrt, kcf, mil) scored "
+                  "on the same sequences beside HART (needs the bench extra).")
 
 
 def _positive(name: str):
@@ -100,6 +119,14 @@ for _name in ("batch_size", "learning_rate", "steps_per_epoch", "epochs", "rnn_u
               "eval_sequences", "eval_steps", "clip_norm", "curriculum_min_epochs"):
     _positive(_name)
 
+flags.register_validator("num_distractors_max", lambda v: v >= 0,
+                         message="--num_distractors_max must be >= 0")
+flags.register_validator("distractor_jitter", lambda v: v >= 0,
+                         message="--distractor_jitter must be >= 0")
+flags.register_validator("occlusion_prob", lambda v: 0.0 <= v <= 1.0,
+                         message="--occlusion_prob must be in [0, 1]")
+flags.register_validator("distractor_front_prob", lambda v: 0.0 <= v <= 1.0,
+                         message="--distractor_front_prob must be in [0, 1]")
 flags.register_validator("attention_tightness", lambda v: v is None or v >= 0,
                          message="--attention_tightness must be >= 0")
 flags.register_validator("keep_prob", lambda v: v is None or 0.0 < v <= 1.0,

@@ -44,6 +44,7 @@ from hart_tf.checkpoints import (
 )
 from hart_tf.config import HARTConfig
 from hart_tf.curriculum import Curriculum
+from hart_tf.data.synthetic import SyntheticConfig
 from hart_tf.model import HART
 from hart_tf.optim import make_optimizer
 
@@ -58,6 +59,11 @@ class TrainOptions:
     img_dir: str | None = None
     label_dir: str | None = None
     texture_source: str = "procedural"
+    # Synthetic data (the most look-alikes per video; the rest as in SyntheticConfig).
+    num_distractors_max: int = SyntheticConfig.n_distractors[1]
+    distractor_jitter: float = SyntheticConfig.distractor_jitter
+    distractor_front_prob: float = SyntheticConfig.distractor_front_prob
+    occlusion_prob: float = SyntheticConfig.occlusion_prob
     batch_size: int = 32
     optimizer: str = "rmsprop"
     learning_rate: float = 1e-4
@@ -306,6 +312,11 @@ class _Trainer:
             self.model, state, path = _restore(options, self.manager)
             if state is not None:
                 self._resume(state, path)
+        elif removed := self.manager.clear():
+            # Starting afresh: an earlier run's checkpoints would otherwise be resumed later
+            # or, when this run writes no best checkpoint, evaluated as its result.
+            print(f"--noresume: removed {removed} checkpoint(s) of an earlier run from "
+                  f"{options.run_dir}")
         if self.model is None:
             keras.utils.set_random_seed(options.seed)
             self.model = build_model(options)

@@ -103,6 +103,15 @@ def test_attention_tightness_flag_reaches_the_config_and_its_serialisation():
     assert HART.from_config(model.get_config()).config.attention_tightness == 10.0
 
 
+@pytest.mark.parametrize("flag,message", [
+    ("--num_distractors_max=-1", "--num_distractors_max must be >= 0"),
+    ("--distractor_jitter=-0.1", "--distractor_jitter must be >= 0"),
+    ("--occlusion_prob=1.5", "--occlusion_prob must be in [0, 1]"),
+])
+def test_bad_synthetic_data_flags(capsys, out, flag, message):
+    assert _error(capsys, _args(out, flag)) == f"error: flag {flag}: {message}"
+
+
 def test_curriculum_start_after_max(capsys, out):
     assert _error(capsys, _args(out, "--curriculum_start=30", "--curriculum_max=20")) == (
         "error: flags curriculum_start=30, curriculum_max=20: --curriculum_start must not "

@@ -153,8 +153,43 @@ def _relative_box_np(ref, delta):
     return np.concatenate([centre - new_size / 2, new_size], -1)
 
 
+def _map_centre_np(maps, att_box):
+    # NumPy reference of location_map_centre, one map at a time: the centroid of the row
+    # and column sums over cell centres.
+    out = np.zeros((len(maps), 2), "float64")
+    for b, (m, (y, x, h, w)) in enumerate(zip(maps.astype("float64"), att_box, strict=True)):
+        for axis, (profile, start, size) in enumerate(((m.sum(1), y, h), (m.sum(0), x, w))):
+            n = len(profile)
+            p = profile + 1e-6 / n
+            out[b, axis] = start + ((np.arange(n) + 0.5) / n * p).sum() / p.sum() * size
+    return out
+
+
+def test_location_map_centre_reads_a_perfect_mask():
+    from hart_tf.layers.hart_cell import location_map_centre
+    from hart_tf.losses import appearance_target
+
+    # Object on whole cells of a 7x7 grid over a 70x35 attention box: its centre exactly.
+    att = np.array([[[10.0, 20.0, 70.0, 35.0]]], "float32")
+    gt = np.array([[[30.0, 25.0, 30.0, 15.0]]], "float32")  # rows 2-4, cols 1-3
+    mask = _np(appearance_target(gt, att, (7, 7)))[:, 0]
+    np.testing.assert_allclose(_np(location_map_centre(mask, att[:, 0])), [[45.0, 32.5]],
+                               atol=1e-3)
+    # An empty (or uniform) map reads as the glimpse's centre.
+    for value in (0.0, 0.5):
+        flat = _np(location_map_centre(np.full((1, 7, 7), value, "float32"), att[:, 0]))
+        np.testing.assert_allclose(flat, [[45.0, 37.5]], atol=1e-3)
+    # Any map: the NumPy reference.
+    rng = np.random.default_rng(0)
+    maps = rng.uniform(size=(5, 7, 6)).astype("float32")
+    boxes = rng.uniform(5, 40, size=(5, 4)).astype("float32")
+    np.testing.assert_allclose(_np(location_map_centre(maps, boxes)),
+                               _map_centre_np(maps, boxes), rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("box_readout,attention_update",
-                         [("glimpse", "image"), ("image", "glimpse"), ("glimpse", "glimpse")])
+                         [("glimpse", "image"), ("image", "glimpse"), ("glimpse", "glimpse"),
+                          ("map", "image"), ("map", "glimpse")])
 def test_glimpse_frame_readouts_match_a_numpy_reference(box_readout, attention_update):
     from hart_tf.layers.spatial_attention import attention_to_box, box_to_attention
 
@@ -182,7 +217,16 @@ def test_glimpse_frame_readouts_match_a_numpy_reference(box_readout, attention_u
             expected = att[:, t] + step
         np.testing.assert_allclose(att[:, t + 1], expected, rtol=1e-5, atol=1e-5)
     reference = attention_to_box(att - bias, cfg.image_size)
-    if box_readout == "glimpse":
+    if box_readout == "map":
+        # The reference box centred on the location map's centroid in the glimpse it
+        # was taken from, then corrected.
+        maps = out["location_maps"].reshape(-1, *cfg.feature_shape)
+        glimpse = attention_to_box(att, cfg.image_size).reshape(-1, 4)
+        centre = _map_centre_np(maps, glimpse).reshape(*att.shape[:2], 2)
+        size = reference[..., 2:]
+        moved = np.concatenate([centre - size / 2, size], -1)
+        expected_boxes = _relative_box_np(moved, np.tanh(d_box))
+    elif box_readout == "glimpse":
         expected_boxes = _relative_box_np(reference, np.tanh(d_box))
     else:
         h, w = cfg.image_size
@@ -197,6 +241,15 @@ def test_readout_frames_are_validated():
         HARTConfig(box_readout="pixels")
     with pytest.raises(ValueError, match="attention_update must be one of"):
         HARTConfig(attention_update="box")
+    with pytest.raises(ValueError, match="attention_update must be one of"):
+        HARTConfig(attention_update="map")
+    with pytest.raises(ValueError, match="'map' needs appearance_attention"):
+        HARTConfig(box_readout="map", appearance_attention=False)
+    with pytest.raises(ValueError, match="v1_stride of the small V1 must be one of"):
+        HARTConfig(v1_stride=8)
+    with pytest.raises(ValueError, match="v1_stride of the alexnet V1 must be one of"):
+        HARTConfig.from_preset("kitti", v1_stride=2)
+    assert HARTConfig(v1_stride=2).feature_shape == (14, 14)
 
 
 def test_config_round_trip_and_keras_file(tmp_path, model):

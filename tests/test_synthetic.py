@@ -234,3 +234,35 @@ def test_no_tensorflow_import():
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("argv,n_distractors,jitter,occlusion", [
+    ([], (1, 3), 0.15, 0.5),
+    (["--num_distractors_max=0", "--distractor_jitter=0.4", "--occlusion_prob=0"],
+     (0, 0), 0.4, 0.0),
+    (["--num_distractors_max=1"], (1, 1), 0.15, 0.5),
+])
+def test_data_flags_shape_training_and_test_sequences(argv, n_distractors, jitter, occlusion):
+    from absl import flags as absl_flags
+
+    from hart_tf import cli, datasets
+    from hart_tf.train import options_from_flags
+
+    absl_flags.FLAGS.unparse_flags()
+    try:
+        cli.parse_flags(["train", *argv])
+        options = options_from_flags()
+    finally:
+        absl_flags.FLAGS.unparse_flags()
+    cfg = datasets._synthetic_cfg(options)
+    assert (cfg.n_distractors, cfg.distractor_jitter, cfg.occlusion_prob) == (
+        n_distractors, jitter, occlusion)
+    # The fixed test set is drawn from the same distribution: no look-alikes when asked.
+    test = datasets.eval_set(options, "test", n=2, length=3)
+    again = synthetic.fixed_set("test", 2, 3, cfg)
+    np.testing.assert_array_equal(test["frames"], again["frames"])
+    extras = synthetic.make_sequence(synthetic.sequence_rng("test", 0, 0), 3, cfg,
+                                     with_extras=True)
+    assert extras["distractor_boxes"].shape[1] <= n_distractors[1]
+    if n_distractors == (0, 0):
+        assert extras["distractor_boxes"].shape[1] == 0

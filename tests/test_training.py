@@ -90,6 +90,18 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
               if tag == "val/tracking"]
     assert [step for step, _ in images] == [2, 4]
 
+    # --noresume starts afresh: the earlier run's checkpoints (ckpt-2..4 and best) go, so
+    # neither a later resume nor this run's evaluation (it never reaches T=3, so writes no
+    # best of its own during training) can pick them up.
+    _main([*args, "--epochs=1", "--steps_per_epoch=1", "--curriculum_threshold=2",
+           "--noresume"])
+    out = capsys.readouterr().out
+    assert f"--noresume: removed 4 checkpoint(s) of an earlier run from {run}" in out
+    assert "Resumed" not in out
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best.json", "best.keras", "ckpt-1.json", "ckpt-1.keras", "summary.json"]
+    assert json.loads((run / "best.json").read_text())["step"] == 1
+
 
 # ---- curriculum --------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ class SyntheticConfig:
         scale_rate: scale of the per-frame change of log size and log aspect.
         n_distractors: (min, max) number of distractors, inclusive.
         distractor_jitter: relative perturbation of a distractor's size, colour and texture.
+        distractor_front_prob: probability that a distractor is drawn in front of the target
+            (hiding it while they cross) rather than behind it.
         occlusion_prob: probability that an occluder passes in front of the target.
         pan_speed: maximum background pan, pixels per frame (integer steps).
         allow_leave: let the target leave the frame (presence 0 from its centre's first
@@ -63,6 +65,7 @@ class SyntheticConfig:
     scale_rate: float = 0.03
     n_distractors: tuple[int, int] = (1, 3)
     distractor_jitter: float = 0.15
+    distractor_front_prob: float = 0.5
     occlusion_prob: float = 0.5
     pan_speed: float = 0.5
     allow_leave: bool = False
@@ -89,6 +92,11 @@ class SyntheticConfig:
         if not 0 <= self.n_distractors[0] <= self.n_distractors[1]:
             raise ValueError(
                 f"SyntheticConfig.n_distractors must be 0 <= min <= max, got {self.n_distractors}"
+            )
+        if not 0.0 <= self.distractor_front_prob <= 1.0:
+            raise ValueError(
+                "SyntheticConfig.distractor_front_prob must be in [0, 1], "
+                f"got {self.distractor_front_prob}"
             )
         if not 0.0 <= self.occlusion_prob <= 1.0:
             raise ValueError(
@@ -257,7 +265,7 @@ def _render(
         patch = int(rng.integers(len(_photo_patches())))
         for o in objects:  # look-alikes share the target's patch, tinted and shifted apart
             o.patch = patch
-    in_front = (rng.random(len(distractors)) < 0.5).tolist()
+    in_front = (rng.random(len(distractors)) < cfg.distractor_front_prob).tolist()
     occluders = [_make_occluder(rng, target)] if rng.random() < cfg.occlusion_prob else []
     if photos:
         for o in occluders:

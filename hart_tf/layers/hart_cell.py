@@ -54,6 +54,33 @@ def relative_box(reference, delta):
     return ops.concatenate([centre - 0.5 * new_size, new_size], axis=-1)
 
 
+def location_map_centre(location_map, att_box):
+    """Where a location map puts the object: the centroid of its row and column profiles.
+
+    The map (B, fh, fw) in [0, 1] covers the attention box (B, 4) (y, x, h, w) pixels as an
+    fh x fw grid of cells, as the appearance loss's target does (`losses.appearance_target`:
+    each cell's value is the fraction of it the object covers). The row profile
+    r_i = sum_j m_ij, normalised to a distribution over rows, has its mean at the object's
+    centre row (exactly, for an object on whole cells); likewise for columns. An empty or
+    uniform map reads as the glimpse's centre. Differentiable in the map, so the tracking
+    loss trains the location map too.
+
+    Returns:
+        (B, 2) centre (y, x) in pixels.
+    """
+    m = ops.cast(location_map, "float32")  # (B, fh, fw)
+    fh, fw = m.shape[-2], m.shape[-1]
+
+    def mean(profile, cells):
+        # Profile (B, n) -> its mean cell position as a fraction of the glimpse, (B,).
+        pos = (ops.arange(cells, dtype="float32") + 0.5) / cells  # (n,) cell centres
+        weight = profile + 1e-6 / cells  # an empty profile reads as uniform
+        return ops.sum(weight * pos, axis=-1) / ops.sum(weight, axis=-1)
+
+    frac = ops.stack([mean(ops.sum(m, axis=2), fh), mean(ops.sum(m, axis=1), fw)], axis=-1)
+    return att_box[:, :2] + frac * att_box[:, 2:]  # (B, 2)
+
+
 def contrast_normalize(x):
     """Min-max normalise each example to [0, 1] (the original's normalize_contrast)."""
     lo = ops.min(x, axis=(1, 2, 3), keepdims=True)
@@ -82,9 +109,12 @@ class HARTCell(keras.layers.Layer):
     box instead of the image, b_t = relative_box(box(a_t - bias), Δb_t): the centre moves
     by Δ * (h, w) and the size scales by exp(Δ), so what the location map shows (where the
     object sits in the glimpse, how much of it it fills) maps to the box without a
-    multiplication by the glimpse's size. `config.attention_update == "glimpse"` updates
-    the attention the same way, a_{t+1} = att(relative_box(box(a_t), sigmoid(gate) * Δa)).
-    Both default to "image", the paper's.
+    multiplication by the glimpse's size. With `"map"` the reference box is first moved to
+    the centroid of the location map (`location_map_centre`), so that where the map puts
+    the object is where the box goes before any correction. `config.attention_update ==
+    "glimpse"` updates the attention the same way,
+    a_{t+1} = att(relative_box(box(a_t), sigmoid(gate) * Δa)). Both default to "image", the
+    paper's.
 
     `gate` is a trainable 4-vector initialised to `config.att_gain` (-2.5); `bias` is the
     learnable init bias 0.25 * tanh(β) added to a_0. Zoneout keeps each state unit with a
@@ -153,7 +183,7 @@ class HARTCell(keras.layers.Layer):
         if c.v1 == "alexnet":
             self.v1 = AlexNetV1(name="v1", **low)
         else:
-            self.v1 = SmallV1(channels=c.v1_channels, name="v1", **low)
+            self.v1 = SmallV1(channels=c.v1_channels, stride=c.v1_stride, name="v1", **low)
         self.appearance = AppearanceAttention(
             appearance_maps=c.appearance_maps,
             dorsal_units=c.dorsal_units,
@@ -336,12 +366,20 @@ class HARTCell(keras.layers.Layer):
             new_att = att + gate * att_delta
         box_delta = self.box_out(self.box_hidden(readout))  # (B, 4) in (-1, 1)
         reference = attention_to_box(att - self.att_bias[None, :], c.image_size)
-        if c.box_readout == "glimpse":
-            box = relative_box(reference, box_delta)
-        else:
+        if c.box_readout == "map":
+            # The reference box moved to where the location map puts the object (the map
+            # was taken at the attention box: read it in that frame).
+            centre = location_map_centre(
+                app["location_map"], attention_to_box(att, c.image_size)
+            )
+            size = reference[:, 2:]
+            reference = ops.concatenate([centre - 0.5 * size, size], axis=-1)
+        if c.box_readout == "image":
             hgt, wid = c.image_size
             scale = ops.convert_to_tensor(np.array([hgt, wid, hgt, wid], "float32"))
             box = reference + box_delta * scale
+        else:
+            box = relative_box(reference, box_delta)
 
         ones = ops.ones((batch, 1), dtype="float32")
         if self.config.appearance_attention:

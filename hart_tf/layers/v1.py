@@ -89,35 +89,44 @@ class AlexNetV1(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="hart_tf")
 class SmallV1(keras.layers.Layer):
-    """A cheap V1 for small synthetic frames: three ReLU convolutions, total stride 4.
+    """A cheap V1 for small synthetic frames: three ReLU convolutions, total stride 4 (or 2).
 
     conv 5x5/2 16 -> conv 3x3/2 `channels` -> conv 3x3/1 `channels`, SAME padding
     (receptive field 17 px). A 28x28x3 glimpse gives 7x7x32 for 15,104 parameters and about
-    0.9 M multiply-adds per glimpse.
+    0.9 M multiply-adds per glimpse. With `stride=2` conv2 keeps its input's resolution
+    (14x14x32, same parameters, ~2.6x the multiply-adds).
 
     Args:
         channels: output channels.
         subtract_mean: subtract each image's per-channel spatial mean first (as AlexNetV1).
+        stride: total stride, 4 or 2.
 
     Call arguments:
         inputs: (B, gh, gw, C) glimpses.
 
     Returns:
-        (B, ceil(gh / 4), ceil(gw / 4), channels) ReLU features.
+        (B, ceil(gh / stride), ceil(gw / stride), channels) ReLU features.
 
     Reference:
         Kosiorek et al., NIPS 2017, section "Appearance Attention" (V1), scaled down.
     """
 
-    def __init__(self, channels: int = 32, subtract_mean: bool = True, **kwargs):
+    def __init__(
+        self, channels: int = 32, subtract_mean: bool = True, stride: int = 4, **kwargs
+    ):
         super().__init__(**kwargs)
         if int(channels) < 1:
             raise ValueError(f"channels must be positive, got {channels}")
+        if int(stride) not in (2, 4):
+            raise ValueError(f"SmallV1 stride must be 2 or 4, got {stride}")
         self.channels = int(channels)
         self.subtract_mean = bool(subtract_mean)
+        self.stride = int(stride)
         conv = dict(padding="same", activation="relu", dtype=self.dtype_policy)
         self.conv1 = keras.layers.Conv2D(16, 5, strides=2, name="conv1", **conv)
-        self.conv2 = keras.layers.Conv2D(self.channels, 3, strides=2, name="conv2", **conv)
+        self.conv2 = keras.layers.Conv2D(
+            self.channels, 3, strides=self.stride // 2, name="conv2", **conv
+        )
         self.conv3 = keras.layers.Conv2D(self.channels, 3, name="conv3", **conv)
 
     def build(self, input_shape):
@@ -136,7 +145,9 @@ class SmallV1(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(channels=self.channels, subtract_mean=self.subtract_mean)
+        config.update(
+            channels=self.channels, subtract_mean=self.subtract_mean, stride=self.stride
+        )
         return config
 
 

@@ -51,6 +51,22 @@ def test_small_v1_contract():
     assert layer.count_params() == 15_104
 
 
+def test_small_v1_stride_2_keeps_conv2_resolution():
+    layer = run_layer_test(
+        SmallV1,
+        {"channels": 8, "stride": 2},
+        [glimpses(2, (28, 28))],
+        expected_num_trainable_weights=6,
+        expected_output_shape=(2, 14, 14, 8),
+    )
+    # Same kernels as stride 4 (only conv2's stride changes).
+    four = SmallV1(channels=8)
+    four.build((None, 28, 28, 3))
+    assert layer.count_params() == four.count_params()
+    with pytest.raises(ValueError, match="stride must be 2 or 4"):
+        SmallV1(stride=3)
+
+
 def test_output_shapes():
     assert AlexNetV1()(glimpses(1, (28, 28))).shape == (1, 7, 7, 384)
     assert SmallV1(channels=8)(glimpses(3, (28, 36))).shape == (3, 7, 9, 8)

@@ -1,0 +1,116 @@
+"""`python -m hart_tf.evaluate` on synthetic data, with OpenCV trackers scored beside HART."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from absl import flags as absl_flags
+
+from hart_tf import cli
+from hart_tf import evaluate as evaluate_cli
+from hart_tf.config import HARTConfig
+from hart_tf.evaluation import evaluate_opencv, score
+from hart_tf.model import HART
+
+FLAGS = absl_flags.FLAGS
+
+
+def _needs_opencv():
+    pytest.importorskip("cv2", reason="OpenCV (the bench or dev extra) is not installed")
+
+
+def _moving_square(n=2, t=8, size=(64, 64)):
+    """A checkered 14-px square drifting 1 px a frame over a flat grey background."""
+    frames = np.full((n, t, *size, 3), 90, np.uint8)
+    boxes = np.zeros((n, t, 4), np.float32)
+    yy, xx = np.mgrid[:14, :14]
+    square = np.where(((yy // 3 + xx // 3) % 2)[..., None] > 0, 240, 20).astype(np.uint8)
+    for i in range(n):
+        for k in range(t):
+            y, x = 20 + i, 15 + k
+            frames[i, k, y:y + 14, x:x + 14] = square
+            boxes[i, k] = (y, x, 14, 14)
+    return {"frames": frames, "boxes": boxes, "presence": np.ones((n, t), np.float32)}
+
+
+def test_evaluate_opencv_follows_an_easy_target():
+    _needs_opencv()
+    data = _moving_square()
+    result = evaluate_opencv("csrt", data)
+    assert result["boxes"].shape == data["boxes"].shape
+    np.testing.assert_allclose(result["boxes"][:, 0], data["boxes"][:, 0])
+    assert result["mean_iou"] > 0.8  # CSRT follows a lone, high-contrast square
+    assert result["mean_iou"] == score(result["boxes"], data["boxes"],
+                                       data["presence"])["mean_iou"]
+    assert result["fps"] > 0
+    assert len(result["iou_per_step"]) == 7  # steps 1..7
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = HART(HARTConfig.from_preset("small", image_size=(64, 64), glimpse_size=(8, 8),
+                                        v1_channels=8, rnn_units=12, dorsal_units=10), seed=0)
+    model.build()
+    path = tmp_path_factory.mktemp("eval") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+def _run(argv, capsys):
+    FLAGS.unparse_flags()
+    try:
+        evaluate_cli.main(cli.parse_flags(["evaluate", *argv]))
+    finally:
+        FLAGS.unparse_flags()
+    return capsys.readouterr()
+
+
+def test_evaluate_cli_scores_opencv_beside_hart(tiny_checkpoint, tmp_path, capsys):
+    _needs_opencv()
+    out = tmp_path / "out"
+    captured = _run([f"--checkpoint={tiny_checkpoint}", "--eval_sequences=2", "--eval_steps=3",
+                     "--num_distractors_max=0", "--opencv_baselines=csrt,kcf",
+                     f"--out_dir={out}"], capsys)
+    last = captured.out.strip().splitlines()[-1]
+    assert last.startswith("mean IoU over 3 steps: ")
+    assert "; OpenCV CSRT " in last and "; OpenCV KCF " in last
+    record = json.loads((out / "results.json").read_text())
+    assert set(record["opencv"]) == {"csrt", "kcf"}
+    for scores in record["opencv"].values():
+        assert 0.0 <= scores["mean_iou"] <= 1.0 and len(scores["iou_per_step"]) == 3
+    assert (out / "iou_per_step.png").exists()
+
+
+def _error(argv, capsys) -> str:
+    FLAGS.unparse_flags()
+    try:
+        with pytest.raises(SystemExit) as info:
+            evaluate_cli.main(cli.parse_flags(["evaluate", *argv]))
+    finally:
+        FLAGS.unparse_flags()
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return captured.err.strip()
+
+
+def test_evaluate_cli_rejects_an_unknown_opencv_tracker(tiny_checkpoint, capsys):
+    assert _error([f"--checkpoint={tiny_checkpoint}", "--opencv_baselines=boosting"],
+                  capsys) == (
+        "error: --opencv_baselines: unknown tracker 'boosting'; choose from csrt,kcf,mil")
+
+
+def test_evaluate_cli_without_opencv_says_what_to_install(tiny_checkpoint, capsys,
+                                                          monkeypatch):
+    from hart_tf import baselines
+
+    def missing():
+        raise ImportError("No module named 'cv2'")
+
+    monkeypatch.setattr(baselines, "_import_cv2", missing)
+    assert _error([f"--checkpoint={tiny_checkpoint}", "--opencv_baselines=csrt"], capsys) == (
+        "error: --opencv_baselines needs OpenCV: pip install -e '.[bench]'")
