@@ -24,7 +24,8 @@ def to_xy(batch: dict[str, np.ndarray]) -> tuple[dict, dict]:
     return x, y
 
 
-def _synthetic_cfg(options) -> synthetic.SyntheticConfig:
+def synthetic_config(options) -> synthetic.SyntheticConfig:
+    """The synthetic data's distribution for these options (frame size and data flags)."""
     most = options.num_distractors_max
     return synthetic.SyntheticConfig(
         image_size=tuple(options.config.image_size),
@@ -65,7 +66,7 @@ class TrainSource:
 
     def _synthetic(self, length: int) -> Iterator[tuple[dict, dict]]:
         o = self.options
-        cfg = _synthetic_cfg(o)
+        cfg = synthetic_config(o)
         start = self.index
         # A small thread pool renders upcoming batches while the model trains (NumPy
         # releases the GIL in the heavy array operations).
@@ -111,7 +112,7 @@ def eval_set(options, split: str, n: int, length: int | None = None) -> dict[str
     """A fixed evaluation set (stacked arrays) of `n` sequences of `length` frames."""
     length = length or options.curriculum.lengths[-1]
     if options.dataset == "synthetic":
-        return synthetic.fixed_set(split, n, length, _synthetic_cfg(options))
+        return synthetic.fixed_set(split, n, length, synthetic_config(options))
     if options.dataset == "kitti":
         from hart_tf.data import kitti
 

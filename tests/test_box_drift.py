@@ -28,6 +28,35 @@ def test_drift_by_hand():
     assert d["log_w_ratio"] == pytest.approx([0.0, np.log(0.25) / 2, np.log(2)])
 
 
+def test_follows_by_hand():
+    # One sequence, three steps; the target stands still, a look-alike sits to its right.
+    gt = np.array([[[0, 0, 10, 10]] * 3], np.float32)
+    looks = np.array([[[[0, 20, 10, 10]], [[0, 20, 10, 10]], [[0, 20, 10, 10]]]], np.float32)
+    # Step 0 on the target, step 1 straddling both but more on the look-alike, step 2 lost.
+    pred = np.array([[[0, 0, 10, 10], [0, 7, 10, 20], [50, 50, 5, 5]]], np.float32)
+    f = box_drift.follows(pred, gt, looks, np.ones((1, 3), np.float32))
+    assert f == {"target": [1.0, 0.0, 0.0], "look_alike": [0.0, 1.0, 0.0],
+                 "lost": [0.0, 0.0, 1.0]}
+    # Absent steps are left out of the fractions; no look-alikes at all is allowed.
+    f = box_drift.follows(pred, gt, np.zeros((1, 3, 0, 4), np.float32),
+                          np.array([[1, 1, 0]], np.float32))
+    assert f["target"] == [1.0, 1.0, 0.0] and f["lost"] == [0.0, 0.0, 0.0]
+
+
+def test_distractor_boxes_are_the_fixed_test_sets():
+    from hart_tf.data import synthetic
+
+    cfg = synthetic.SyntheticConfig()
+    target, looks = box_drift.distractor_boxes(cfg, 4, 5)
+    np.testing.assert_array_equal(target, synthetic.fixed_set("test", 4, 5, cfg)["boxes"])
+    assert looks.shape[:2] == (4, 5) and looks.shape[2] in (1, 2, 3) and looks.shape[3] == 4
+    # Each look-alike comes within reach of the target at some step (they cross its path).
+    gap = np.abs((looks[..., :2] + looks[..., 2:] / 2) - (target[:, :, None, :2]
+                                                          + target[:, :, None, 2:] / 2))
+    real = looks[..., 2] > 0
+    assert np.all(np.where(real, gap.max(-1), np.inf).min(1)[real.any(1)] < 30)
+
+
 def test_box_drift_cli_on_a_checkpoint(tmp_path):
     from hart_tf.config import HARTConfig
     from hart_tf.curriculum import Curriculum
@@ -46,11 +75,16 @@ def test_box_drift_cli_on_a_checkpoint(tmp_path):
                         "--eval_steps=3", f"--out={out}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "t | box: centre err px" in r.stdout
+    assert "t | box on the target, on a look-alike, lost" in r.stdout
     result = json.loads(out.read_text())
     assert (result["sequences"], result["steps"]) == (2, 3)
     for kind in ("box", "attention"):
         assert len(result[kind]["log_h_ratio"]) == 4  # t = 0..3
         assert result[kind]["centre_error_px"][0] >= 0
+    f = result["follows"]
+    assert f["target"][0] == 1.0  # step 0 reports the given box
+    for t in range(4):
+        assert f["target"][t] + f["look_alike"][t] + f["lost"][t] == pytest.approx(1.0)
 
 
 def test_box_drift_needs_a_checkpoint():

@@ -254,7 +254,7 @@ def test_data_flags_shape_training_and_test_sequences(argv, n_distractors, jitte
         options = options_from_flags()
     finally:
         absl_flags.FLAGS.unparse_flags()
-    cfg = datasets._synthetic_cfg(options)
+    cfg = datasets.synthetic_config(options)
     assert (cfg.n_distractors, cfg.distractor_jitter, cfg.occlusion_prob) == (
         n_distractors, jitter, occlusion)
     # The fixed test set is drawn from the same distribution: no look-alikes when asked.

@@ -4,10 +4,12 @@ Usage (from the repo root):
   python tools/box_drift.py --checkpoint=checkpoints/hart [--eval_sequences=32 --eval_steps=30]
 
 Runs the checkpoint (a run folder or a .keras file) on the fixed test set of `--dataset`
-(synthetic by default; the same set as `python -m hart_tf.evaluate`) and
+(synthetic by default; the same set as `python -m hart_tf.evaluate`, data flags included) and
 prints, for a few time steps, the median centre error in pixels and the mean log ratio of
 predicted to ground-truth height and width, for the predicted box and for the attention
-(glimpse) box. A log ratio of 0.69 is a box twice as tall (or wide) as the object. With
+(glimpse) box. A log ratio of 0.69 is a box twice as tall (or wide) as the object. On
+synthetic data it also prints what the box follows at each step: the target, one of its
+look-alike distractors (it overlaps a look-alike more than the target), or nothing. With
 `--out=<file>.json` the per-step values are written too.
 """
 
@@ -43,6 +45,49 @@ def drift(pred: np.ndarray, gt: np.ndarray, presence: np.ndarray) -> dict[str, l
     return out
 
 
+def follows(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray,
+            presence: np.ndarray) -> dict[str, list[float]]:
+    """Per time step, the fraction of present objects whose predicted box is on the target
+    (IoU with it > 0 and at least with any look-alike), on a look-alike (a larger IoU with
+    one of them) or lost (no overlap with either).
+
+    Args:
+        pred, gt: boxes (N, T, 4) as (y, x, h, w).
+        distractors: look-alike boxes (N, T, K, 4); zero-size boxes pad sequences with fewer.
+        presence: (N, T).
+    """
+    from hart_tf.metrics import iou
+
+    on_target = np.asarray(iou(pred, gt))  # (N, T)
+    if distractors.shape[2]:
+        others = np.asarray(iou(pred[:, :, None], distractors)).max(-1)  # (N, T)
+    else:
+        others = np.zeros_like(on_target)
+    present = presence > 0
+    kinds = {"target": (on_target > 0) & (on_target >= others),
+             "look_alike": others > on_target,
+             "lost": (on_target <= 0) & (others <= 0)}
+    out = {}
+    for name, mask in kinds.items():
+        count = (mask & present).sum(0)
+        out[name] = (count / np.maximum(present.sum(0), 1)).tolist()
+    return out
+
+
+def distractor_boxes(cfg, n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Target and look-alike boxes of the first `n` fixed test sequences (as
+    `synthetic.fixed_set` draws them): (n, T, 4) and (n, T, K, 4), padded with zero boxes."""
+    from hart_tf.data import synthetic
+
+    seqs = [synthetic.make_sequence(synthetic.sequence_rng("test", 0, i), length, cfg,
+                                    with_extras=True) for i in range(n)]
+    k = max(s["distractor_boxes"].shape[1] for s in seqs)
+    padded = np.zeros((n, length, k, 4), np.float32)
+    for i, s in enumerate(seqs):
+        padded[i, :, : s["distractor_boxes"].shape[1]] = s["distractor_boxes"]
+    return np.stack([s["boxes"] for s in seqs]), padded
+
+
 @cli.one_line_errors
 def main(argv):
     cli.reject_extra_args(argv)
@@ -74,6 +119,16 @@ def main(argv):
         print(f"{t:2d} | {b['centre_error_px'][t]:6.1f} {b['log_h_ratio'][t]:6.2f} "
               f"{b['log_w_ratio'][t]:6.2f} | {a['centre_error_px'][t]:6.1f} "
               f"{a['log_h_ratio'][t]:6.2f} {a['log_w_ratio'][t]:6.2f}")
+    if options.dataset == "synthetic":
+        cfg = datasets.synthetic_config(options)
+        target, looks = distractor_boxes(cfg, FLAGS.eval_sequences, steps + 1)
+        if not np.array_equal(target, data["boxes"]):
+            raise RuntimeError("box_drift: the regenerated test set differs from eval_set's")
+        result["follows"] = follows(out["boxes"], data["boxes"], looks, data["presence"])
+        print(" t | box on the target, on a look-alike, lost (fraction of sequences)")
+        for t in sorted({1, 2, 5, 10, 15, 20, 25, 30, steps} & set(range(1, steps + 1))):
+            f = result["follows"]
+            print(f"{t:2d} | {f['target'][t]:5.2f} {f['look_alike'][t]:5.2f} {f['lost'][t]:5.2f}")
     if FLAGS.out:
         Path(FLAGS.out).write_text(json.dumps(result, indent=1))
 
