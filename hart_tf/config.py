@@ -27,7 +27,7 @@ class HARTConfig:
         glimpse_size: (gh, gw) of the spatial-attention glimpse.
         v1: "alexnet" (the paper's conv1-conv3) or "small" (cheap V1 for synthetic data).
         v1_stride: total stride of V1 (feature map = glimpse / v1_stride); 4 for AlexNet,
-            4 or 2 for the small V1 (2: a location map twice as fine, ~2.6x its FLOPs).
+            4 or 2 for the small V1 (2: a location map twice as fine, 3.4x the V1 FLOPs).
         v1_channels: channels of the V1 output (384 for AlexNet conv3).
         appearance_maps: channels of the ventral/dorsal streams (5 in the paper).
         dorsal_units: width of the Dense layer that conditions the dynamic filters.

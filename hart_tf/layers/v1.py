@@ -94,7 +94,7 @@ class SmallV1(keras.layers.Layer):
     conv 5x5/2 16 -> conv 3x3/2 `channels` -> conv 3x3/1 `channels`, SAME padding
     (receptive field 17 px). A 28x28x3 glimpse gives 7x7x32 for 15,104 parameters and about
     0.9 M multiply-adds per glimpse. With `stride=2` conv2 keeps its input's resolution
-    (14x14x32, same parameters, ~2.6x the multiply-adds).
+    (14x14x32, same parameters, 3.4x the multiply-adds: tools/flops.py).
 
     Args:
         channels: output channels.
