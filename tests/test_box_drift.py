@@ -43,6 +43,28 @@ def test_follows_by_hand():
     assert f["target"] == [1.0, 1.0, 0.0] and f["lost"] == [0.0, 0.0, 0.0]
 
 
+def test_map_on_objects_by_hand():
+    # A 4x4 map over a 40x40 glimpse at the origin: the target fills the top-left 2x2
+    # cells, a look-alike the bottom-right 2x2; two steps (step 0 is never counted).
+    att = np.zeros((1, 2, 4), np.float32) + np.array([0, 0, 40, 40], np.float32)
+    gt = np.zeros((1, 2, 4), np.float32) + np.array([0, 0, 20, 20], np.float32)
+    looks = np.zeros((1, 2, 2, 4), np.float32)  # the second look-alike is padding
+    looks[:, :, 0] = (20, 20, 20, 20)
+    maps = np.full((1, 2, 4, 4), 0.1, np.float32)
+    maps[:, :, :2, :2] = 0.9  # marks the target
+    maps[:, :, 2:, 2:] = 0.3  # and, less, the look-alike
+    r = box_drift.map_on_objects(maps, att, gt, looks, np.ones((1, 2), np.float32))
+    assert r["steps"] == 1
+    assert r["map_on_target"] == pytest.approx(0.9)
+    assert r["map_on_look_alike"] == pytest.approx(0.3)
+    assert r["map_on_background"] == pytest.approx(0.1)
+    assert r["target_above_look_alike"] == 1.0
+    # A map that marks the look-alike more: the fraction drops to 0.
+    maps[:, :, 2:, 2:] = 0.95
+    assert box_drift.map_on_objects(maps, att, gt, looks,
+                                    np.ones((1, 2), np.float32))["target_above_look_alike"] == 0
+
+
 def test_distractor_boxes_are_the_fixed_test_sets():
     from hart_tf.data import synthetic
 
@@ -76,6 +98,7 @@ def test_box_drift_cli_on_a_checkpoint(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "t | box: centre err px" in r.stdout
     assert "t | box on the target, on a look-alike, lost" in r.stdout
+    assert "location map, over the" in r.stdout
     result = json.loads(out.read_text())
     assert (result["sequences"], result["steps"]) == (2, 3)
     for kind in ("box", "attention"):
@@ -85,6 +108,9 @@ def test_box_drift_cli_on_a_checkpoint(tmp_path):
     assert f["target"][0] == 1.0  # step 0 reports the given box
     for t in range(4):
         assert f["target"][t] + f["look_alike"][t] + f["lost"][t] == pytest.approx(1.0)
+    assert set(result["location_map"]) == {"map_on_target", "map_on_look_alike",
+                                          "map_on_background", "target_above_look_alike",
+                                          "steps"}
 
 
 def test_box_drift_needs_a_checkpoint():

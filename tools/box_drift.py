@@ -9,8 +9,9 @@ prints, for a few time steps, the median centre error in pixels and the mean log
 predicted to ground-truth height and width, for the predicted box and for the attention
 (glimpse) box. A log ratio of 0.69 is a box twice as tall (or wide) as the object. On
 synthetic data it also prints what the box follows at each step: the target, one of its
-look-alike distractors (it overlaps a look-alike more than the target), or nothing. With
-`--out=<file>.json` the per-step values are written too.
+look-alike distractors (it overlaps a look-alike more than the target), or nothing, and
+whether the location map marks the target more than the look-alikes in the same glimpse.
+With `--out=<file>.json` the per-step values are written too.
 """
 
 from __future__ import annotations
@@ -74,6 +75,46 @@ def follows(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray,
     return out
 
 
+def map_on_objects(maps: np.ndarray, att_boxes: np.ndarray, gt: np.ndarray,
+                   distractors: np.ndarray, presence: np.ndarray) -> dict[str, float]:
+    """Does the location map tell the target from its look-alikes?
+
+    On the location map's grid over the glimpse (the cells of `losses.appearance_target`),
+    cells covered by the target but by no look-alike are "target" cells, cells covered by a
+    look-alike but not by the target "look-alike" cells, the rest "background". Over the
+    steps t >= 1 whose glimpse holds at least one cell of each of the first two kinds, returns
+    the mean map value on each kind of cell, the fraction of those steps in which the target
+    cells' mean is the higher, and how many steps there were.
+
+    Args:
+        maps: location maps (N, T, fh, fw) in [0, 1].
+        att_boxes, gt: glimpse and target boxes (N, T, 4) as (y, x, h, w).
+        distractors: look-alike boxes (N, T, K, 4); zero-size boxes pad.
+        presence: (N, T).
+    """
+    from hart_tf.losses import appearance_target
+
+    cells = maps.shape[2:]
+    target = np.asarray(appearance_target(gt, att_boxes, cells)) > 0  # (N, T, fh, fw)
+    looks = np.zeros_like(target)
+    for k in range(distractors.shape[2]):
+        cover = np.asarray(appearance_target(distractors[:, :, k], att_boxes, cells)) > 0
+        looks |= cover & (distractors[:, :, k, None, None, 2] > 0)
+    kinds = {"target": target & ~looks, "look_alike": looks & ~target,
+             "background": ~(target | looks)}
+    counts = {k: v.sum((2, 3)) for k, v in kinds.items()}
+    means = {k: (maps * v).sum((2, 3)) / np.maximum(counts[k], 1) for k, v in kinds.items()}
+    both = (counts["target"] > 0) & (counts["look_alike"] > 0) & (presence > 0)
+    both[:, 0] = False  # step 0 is the given box
+    out = {f"map_on_{k}": float(m[both].mean()) if both.any() else float("nan")
+           for k, m in means.items()}
+    out["target_above_look_alike"] = (
+        float((means["target"][both] > means["look_alike"][both]).mean()) if both.any()
+        else float("nan"))
+    out["steps"] = int(both.sum())
+    return out
+
+
 def distractor_boxes(cfg, n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Target and look-alike boxes of the first `n` fixed test sequences (as
     `synthetic.fixed_set` draws them): (n, T, 4) and (n, T, K, 4), padded with zero boxes."""
@@ -125,10 +166,20 @@ def main(argv):
         if not np.array_equal(target, data["boxes"]):
             raise RuntimeError("box_drift: the regenerated test set differs from eval_set's")
         result["follows"] = follows(out["boxes"], data["boxes"], looks, data["presence"])
+        if model.config.appearance_attention:
+            result["location_map"] = map_on_objects(out["location_maps"], out["att_boxes"],
+                                                    data["boxes"], looks, data["presence"])
         print(" t | box on the target, on a look-alike, lost (fraction of sequences)")
         for t in sorted({1, 2, 5, 10, 15, 20, 25, 30, steps} & set(range(1, steps + 1))):
             f = result["follows"]
             print(f"{t:2d} | {f['target'][t]:5.2f} {f['look_alike'][t]:5.2f} {f['lost'][t]:5.2f}")
+        if "location_map" in result:
+            lm = result["location_map"]
+            print(f"location map, over the {lm['steps']} steps whose glimpse holds the target "
+                  f"and a look-alike: mean {lm['map_on_target']:.3f} on target cells, "
+                  f"{lm['map_on_look_alike']:.3f} on look-alike cells, "
+                  f"{lm['map_on_background']:.3f} on the rest; target above look-alike in "
+                  f"{lm['target_above_look_alike']:.2f} of them")
     if FLAGS.out:
         Path(FLAGS.out).write_text(json.dumps(result, indent=1))
 
