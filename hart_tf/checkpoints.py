@@ -160,8 +160,11 @@ class CheckpointManager:
                 steps.append(int(m.group(1)))
         return sorted(steps)
 
-    def _prune(self) -> None:
-        kept = self._steps()[-self.keep:]
+    def _prune(self, keep: int | None = None) -> None:
+        """Deletes all but the newest `keep` (default: `self.keep`) step checkpoints, half-
+        written saves and temporary files."""
+        keep = self.keep if keep is None else keep
+        kept = self._steps()[-keep:] if keep > 0 else []
         for step in self._steps():
             if step not in kept:
                 for p in self._paths(f"ckpt-{step}"):
@@ -177,14 +180,12 @@ class CheckpointManager:
         many step and best checkpoints there were. Other files in the folder are kept."""
         if not self.directory.is_dir():
             return 0
-        found = set(self._steps()) | set(self._steps("keras"))
-        for step in found:
-            for p in self._paths(f"ckpt-{step}"):
-                p.unlink(missing_ok=True)
+        found = len(set(self._steps()) | set(self._steps("keras")))
         best = any(p.exists() for p in self._paths("best"))
-        for p in (*self._paths("best"), *self.directory.glob(".tmp-*")):
+        self._prune(keep=0)
+        for p in self._paths("best"):
             p.unlink(missing_ok=True)
-        return len(found) + int(best)
+        return found + int(best)
 
     def verify(self, tag: str) -> dict:
         """Returns the state of checkpoint `tag` after checking it is whole and ours."""

@@ -108,11 +108,17 @@ def train_source(options, start_batch: int = 0) -> TrainSource:
     return TrainSource(options, start_batch)
 
 
-def eval_set(options, split: str, n: int, length: int | None = None) -> dict[str, Any]:
-    """A fixed evaluation set (stacked arrays) of `n` sequences of `length` frames."""
+def eval_set(options, split: str, n: int, length: int | None = None,
+             with_extras: bool = False) -> dict[str, Any]:
+    """A fixed evaluation set (stacked arrays) of `n` sequences of `length` frames.
+
+    `with_extras` adds the synthetic look-alikes' boxes (`synthetic.fixed_set`); other
+    datasets have none to add.
+    """
     length = length or options.curriculum.lengths[-1]
     if options.dataset == "synthetic":
-        return synthetic.fixed_set(split, n, length, synthetic_config(options))
+        return synthetic.fixed_set(split, n, length, synthetic_config(options),
+                                   with_extras=with_extras)
     if options.dataset == "kitti":
         from hart_tf.data import kitti
 

@@ -63,15 +63,15 @@ def evaluate_opencv(kind: str, data: dict[str, np.ndarray]) -> dict[str, Any]:
     all sequences pooled) and `boxes` (N, T, 4) as (y, x, h, w).
     """
     from hart_tf.baselines import OpenCVTracker, run_tracker
+    from hart_tf.data.clips import xywh_to_yxhw, yxhw_to_xywh
 
     gt, presence = data["boxes"], data["presence"]
     tracker = OpenCVTracker(kind)
     boxes, seconds = [], 0.0
     for frames, seq_boxes in zip(data["frames"], gt, strict=True):
-        y, x, h, w = seq_boxes[0]
-        xywh, fps = run_tracker(tracker, frames, np.array([x, y, w, h], np.float32))
+        xywh, fps = run_tracker(tracker, frames, yxhw_to_xywh(seq_boxes[0]))
         seconds += (len(xywh) - 1) / fps
-        boxes.append(xywh[:, [1, 0, 3, 2]])  # (x, y, w, h) -> (y, x, h, w)
+        boxes.append(xywh_to_yxhw(xywh))
     boxes = np.stack(boxes)
     result = score(boxes, gt, presence)
     result["fps"] = float(gt.shape[0] * (gt.shape[1] - 1) / max(seconds, 1e-12))

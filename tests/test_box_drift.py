@@ -65,13 +65,21 @@ def test_map_on_objects_by_hand():
                                     np.ones((1, 2), np.float32))["target_above_look_alike"] == 0
 
 
-def test_distractor_boxes_are_the_fixed_test_sets():
+def test_fixed_set_with_the_look_alikes_boxes_is_the_same_set():
     from hart_tf.data import synthetic
 
     cfg = synthetic.SyntheticConfig()
-    target, looks = box_drift.distractor_boxes(cfg, 4, 5)
-    np.testing.assert_array_equal(target, synthetic.fixed_set("test", 4, 5, cfg)["boxes"])
+    data = synthetic.fixed_set("test", 4, 5, cfg, with_extras=True)
+    plain = synthetic.fixed_set("test", 4, 5, cfg)
+    for key in ("frames", "boxes", "presence"):
+        np.testing.assert_array_equal(data[key], plain[key])
+    target, looks = data["boxes"], data["distractor_boxes"]
     assert looks.shape[:2] == (4, 5) and looks.shape[2] in (1, 2, 3) and looks.shape[3] == 4
+    for i in range(4):  # each sequence's own look-alikes, then zero-box padding
+        own = synthetic.make_sequence(synthetic.sequence_rng("test", 0, i), 5, cfg,
+                                      with_extras=True)["distractor_boxes"]
+        np.testing.assert_array_equal(looks[i, :, : own.shape[1]], own)
+        assert np.all(looks[i, :, own.shape[1]:] == 0)
     # Each look-alike comes within reach of the target at some step (they cross its path).
     gap = np.abs((looks[..., :2] + looks[..., 2:] / 2) - (target[:, :, None, :2]
                                                           + target[:, :, None, 2:] / 2))

@@ -217,14 +217,23 @@ def train_iterator(
 
 
 def fixed_set(
-    split: str, n_sequences: int, seq_len: int, cfg: SyntheticConfig | None = None
+    split: str,
+    n_sequences: int,
+    seq_len: int,
+    cfg: SyntheticConfig | None = None,
+    *,
+    with_extras: bool = False,
 ) -> dict[str, np.ndarray]:
-    """The fixed validation or test set, stacked (N, T, ...); identical on every call."""
+    """The fixed validation or test set, stacked (N, T, ...); identical on every call.
+
+    `with_extras` adds `distractor_boxes` (N, T, K, 4), K the most look-alikes of any
+    sequence, padded with zero boxes (the same sequences either way).
+    """
     if split not in ("val", "test"):
         raise ValueError(f"fixed_set split must be 'val' or 'test', got {split!r}")
     if n_sequences < 1:
         raise ValueError(f"n_sequences must be >= 1, got {n_sequences}")
-    return _stacked(split, 0, 0, n_sequences, seq_len, cfg)
+    return _stacked(split, 0, 0, n_sequences, seq_len, cfg, with_extras)
 
 
 def _check_len(seq_len: int) -> int:
@@ -234,18 +243,34 @@ def _check_len(seq_len: int) -> int:
 
 
 def _stacked(
-    split: str, seed: int, first: int, n: int, seq_len: int, cfg: SyntheticConfig | None
+    split: str,
+    seed: int,
+    first: int,
+    n: int,
+    seq_len: int,
+    cfg: SyntheticConfig | None,
+    with_extras: bool = False,
 ) -> dict[str, np.ndarray]:
     """Sequences first .. first + n - 1 of a stream, rendered straight into one batch array."""
     cfg = cfg or SyntheticConfig()
     t_len = _check_len(seq_len)
     frames = np.empty((n, t_len, *cfg.image_size, 3), np.uint8)  # (B, T, H, W, 3)
-    seqs = [_render(sequence_rng(split, seed, first + i), t_len, cfg, frames[i]) for i in range(n)]
-    return {
+    seqs = [
+        _render(sequence_rng(split, seed, first + i), t_len, cfg, frames[i],
+                with_extras=with_extras)
+        for i in range(n)
+    ]
+    out = {
         "frames": frames,
         "boxes": np.stack([s["boxes"] for s in seqs]),
         "presence": np.stack([s["presence"] for s in seqs]),
     }
+    if with_extras:
+        most = max(s["distractor_boxes"].shape[1] for s in seqs)
+        out["distractor_boxes"] = np.zeros((n, t_len, most, 4), np.float32)
+        for i, s in enumerate(seqs):
+            out["distractor_boxes"][i, :, : s["distractor_boxes"].shape[1]] = s["distractor_boxes"]
+    return out
 
 
 def _render(
