@@ -182,8 +182,7 @@ def config_from_flags() -> HARTConfig:
         "l2_weight": FLAGS.l2_weight,
     }
     for name in ("rnn_units", "keep_prob", "zoneout", "attention_tightness", "box_readout",
-                 "attention_update", "att_gain", "v1_stride", "dorsal_template",
-                 "constant_velocity", "velocity_decay", "centre_prior"):
+                 "attention_update", "att_gain", "v1_stride"):
         if getattr(FLAGS, name) is not None:
             overrides[name] = getattr(FLAGS, name)
     for name in ("image_size", "glimpse_size"):

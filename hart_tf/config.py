@@ -14,7 +14,6 @@ V1_KINDS = ("alexnet", "small")
 READOUT_FRAMES = ("image", "glimpse")
 # The box can also be placed by the location map (its centroid in the glimpse).
 BOX_READOUTS = (*READOUT_FRAMES, "map")
-DORSAL_TEMPLATES = ("none", "dfn", "match")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +48,6 @@ class HARTConfig:
             appearance attention).
         attention_update: "image" (the paper: a + sigmoid(c) tanh(.)) or "glimpse" (the
             same move and rescale as box_readout's, in units of the current glimpse).
-        dorsal_template: "none" (the paper: the dynamic filters read o_{t-1} only), "dfn" (they
-            also read a template, the first glimpse's V1 features averaged over the glimpse)
-            or "match": as "dfn", and the location map also reads each cell's cosine
-            similarity to the template (a learned 1x1 projection of both).
-        constant_velocity: add the box's last displacement to the attention update, so the
-            next glimpse is centred where the object would be at constant velocity.
         normalize_glimpse: per-glimpse contrast normalisation before V1 (as the original).
         transform_init: learned affine transforms of the first features/state (original).
         adaptive_loss: learned loss weights lambda = s^2 + eps.
@@ -82,10 +75,6 @@ class HARTConfig:
     att_gain: float = -2.5
     box_readout: str = "image"
     attention_update: str = "image"
-    dorsal_template: str = "none"
-    constant_velocity: bool = False
-    velocity_decay: float = 0.0
-    centre_prior: float = 0.0
     normalize_glimpse: bool = True
     transform_init: bool = True
     adaptive_loss: bool = True
@@ -105,12 +94,6 @@ class HARTConfig:
                 f"attention_update must be one of {READOUT_FRAMES}, "
                 f"got {self.attention_update!r}"
             )
-        if self.dorsal_template not in DORSAL_TEMPLATES:
-            raise ValueError(
-                f"dorsal_template must be one of {DORSAL_TEMPLATES}, got {self.dorsal_template!r}"
-            )
-        if self.dorsal_template != "none" and not self.appearance_attention:
-            raise ValueError("dorsal_template needs appearance_attention (the dorsal stream)")
         if self.box_readout == "map" and not self.appearance_attention:
             raise ValueError("box_readout 'map' needs appearance_attention (the location map)")
         strides = (4,) if self.v1 == "alexnet" else (2, 4)

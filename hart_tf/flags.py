@@ -56,15 +56,6 @@ flags.DEFINE_enum("box_readout", None, ["image", "glimpse", "map"],
                   "preset's).")
 flags.DEFINE_integer("v1_stride", None, "Total stride of V1: 4, or 2 for the small V1 (a "
                      "location map twice as fine; default: the preset's).")
-flags.DEFINE_enum("dorsal_template", None, ["none", "dfn", "match"],
-                  "Condition the dorsal stream on a template of the target (the first "
-                  "glimpse's V1 features): none (the paper), dfn (the dynamic filters read "
-                  "it) or match (also the cells' similarity to it; default: the preset's).")
-flags.DEFINE_bool("constant_velocity", None,
-                  "Move the next glimpse by the box's last displacement as well as the learned "
-                  "update (a constant-velocity prior; default: the preset's, off).")
-flags.DEFINE_float("velocity_decay", None, "experimental")
-flags.DEFINE_float("centre_prior", None, "experimental")
 flags.DEFINE_enum("attention_update", None, ["image", "glimpse"],
                   "Attention update in units of the image (the paper) or of the glimpse "
                   "(default: the preset's).")

@@ -9,13 +9,6 @@ from hart_tf.layers.dynamic_conv import DynamicConv
 from hart_tf.layers.recurrent_batch_norm import RecurrentBatchNormalization
 
 
-def cosine_match(features, template):
-    """Cosine similarity of each cell (B, fh, fw, C) to a template (B, C) -> (B, fh, fw)."""
-    f = features / ops.sqrt(ops.sum(features * features, axis=-1, keepdims=True) + 1e-6)
-    t = template / ops.sqrt(ops.sum(template * template, axis=-1, keepdims=True) + 1e-6)
-    return ops.sum(f * t[:, None, None, :], axis=-1)
-
-
 @keras.saving.register_keras_serializable(package="hart_tf")
 class AppearanceAttention(keras.layers.Layer):
     """Splits V1 features into a ventral ("what") and a dorsal ("where") stream.
@@ -25,12 +18,6 @@ class AppearanceAttention(keras.layers.Layer):
     dynamic filter network owns its parameter layer and both read h(t-1):
     `d1 = DynamicConv1x1(V1; elu(Dense(h)))`, `d2 = DynamicConv3x3(d1; elu(Dense'(h)))`,
     `logit = conv1x1(d2)`, `m = sigmoid(logit)`; output `v * m`.
-    With `template="dfn"` both parameter layers read [h(t-1), τ], τ (B, Cv1) a template of
-    the target's V1 features (the model passes the first glimpse's, averaged over its
-    cells), so the dynamic filters can be specific to this target, not only to "an object".
-    With `template="match"` the location logit also reads each cell's cosine similarity to
-    the template, `cos(P v1_ij, P τ)` with P a learned 1x1 projection to `match_channels`:
-    `logit = conv1x1([d2, sim])`.
     Randomness is injectable so the layer can run inside `jax.lax.scan`: a given
     `dropout_mask` is always used; without one, training samples it from the layer's seed
     generator. Batch statistics are returned, not assigned: the owner calls
@@ -42,8 +29,6 @@ class AppearanceAttention(keras.layers.Layer):
         keep_prob: ventral dropout keep probability (1 disables dropout).
         seed: seed of the dropout seed generator.
         dorsal: build the dorsal stream (False: ventral features only, no location map).
-        template: "none" (the paper), "dfn" or "match" (see above).
-        match_channels: width of the projection P of the "match" template similarity.
 
     Call arguments:
         v1_features: (B, fh, fw, Cv1) V1 output.
@@ -52,7 +37,6 @@ class AppearanceAttention(keras.layers.Layer):
         dropout_mask: optional (B, fh, fw, appearance_maps) mask, already scaled by
             1 / keep_prob.
         use_dorsal: skip the dorsal stream for this call.
-        template: (B, Cv1) target template; required unless `template="none"`.
 
     Returns:
         A dict: `features` (B, fh, fw, maps) masked ventral features, `location_logit` and
@@ -74,9 +58,6 @@ class AppearanceAttention(keras.layers.Layer):
         keep_prob: float = 0.75,
         seed: int | None = None,
         dorsal: bool = True,
-        template: str = "none",
-        match_channels: int = 16,
-        centre_prior: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,13 +68,6 @@ class AppearanceAttention(keras.layers.Layer):
         self.keep_prob = float(keep_prob)
         self.seed = seed
         self.dorsal = bool(dorsal)
-        if template not in ("none", "dfn", "match"):
-            raise ValueError(f"template must be 'none', 'dfn' or 'match', got {template!r}")
-        if template != "none" and not self.dorsal:
-            raise ValueError("a template conditions the dorsal stream: it needs dorsal=True")
-        self.template = template
-        self.match_channels = int(match_channels)
-        self.centre_prior = float(centre_prior)
         self.seed_generator = keras.random.SeedGenerator(seed)
         maps, policy = self.appearance_maps, self.dtype_policy
         self.ventral_conv = keras.layers.Conv2D(maps, 1, name="ventral_conv", dtype=policy)
@@ -111,12 +85,8 @@ class AppearanceAttention(keras.layers.Layer):
         )
         self.dfn2 = DynamicConv(3, maps, activation="elu", name="dfn2", dtype=policy)
         self.location_conv = keras.layers.Conv2D(1, 1, name="location_conv", dtype=policy)
-        if self.template == "match":
-            self.match_projection = keras.layers.Dense(
-                self.match_channels, use_bias=False, name="match_projection", dtype=policy
-            )
 
-    def build(self, v1_features_shape, hidden_shape, template_shape=None):
+    def build(self, v1_features_shape, hidden_shape):
         v1_shape, hidden_shape = tuple(v1_features_shape), tuple(hidden_shape)
         if len(v1_shape) != 4 or len(hidden_shape) != 2:
             raise ValueError(
@@ -129,33 +99,13 @@ class AppearanceAttention(keras.layers.Layer):
         self.ventral_bn.build(maps_shape)
         if not self.dorsal:
             return
-        cond_shape = (hidden_shape[0], hidden_shape[1] + self._template_width(v1_shape))
-        self.dfn1_params.build(cond_shape)
+        self.dfn1_params.build(hidden_shape)
         self.dfn1.build(v1_shape, params_shape)
-        self.dfn2_params.build(cond_shape)
+        self.dfn2_params.build(hidden_shape)
         self.dfn2.build(maps_shape, params_shape)
-        if self.template == "match":
-            self.match_projection.build(v1_shape)
-            maps_shape = (*maps_shape[:3], self.appearance_maps + 1)
         self.location_conv.build(maps_shape)
-        if self.centre_prior:
-            self.prior_weight = self.add_weight(
-                shape=(), initializer=keras.initializers.Constant(self.centre_prior),
-                name="centre_prior",
-            )
 
-    def _template_width(self, v1_shape) -> int:
-        return 0 if self.template == "none" else int(v1_shape[-1])
-
-    def call(
-        self,
-        v1_features,
-        hidden,
-        training=False,
-        dropout_mask=None,
-        use_dorsal=True,
-        template=None,
-    ):
+    def call(self, v1_features, hidden, training=False, dropout_mask=None, use_dorsal=True):
         ventral = self.ventral_conv(v1_features)  # (B, fh, fw, maps)
         if dropout_mask is not None:
             ventral = ventral * ops.cast(dropout_mask, ventral.dtype)
@@ -168,25 +118,9 @@ class AppearanceAttention(keras.layers.Layer):
         if not (self.dorsal and use_dorsal):
             return {"features": ventral, "ventral": ventral, "bn_mean": bn_mean, "bn_var": bn_var}
 
-        cond = hidden  # (B, U)
-        if self.template != "none":
-            if template is None:
-                raise ValueError(f"template={self.template!r} needs a template tensor in call")
-            cond = ops.concatenate([hidden, template], axis=-1)  # (B, U + Cv1)
-        dorsal, l2_1 = self.dfn1(v1_features, self.dfn1_params(cond))  # (B, fh, fw, maps)
-        dorsal, l2_2 = self.dfn2(dorsal, self.dfn2_params(cond))  # (B, fh, fw, maps)
-        if self.template == "match":
-            sim = cosine_match(
-                self.match_projection(v1_features), self.match_projection(template)
-            )  # (B, fh, fw)
-            dorsal = ops.concatenate([dorsal, sim[..., None]], axis=-1)
+        dorsal, l2_1 = self.dfn1(v1_features, self.dfn1_params(hidden))  # (B, fh, fw, maps)
+        dorsal, l2_2 = self.dfn2(dorsal, self.dfn2_params(hidden))  # (B, fh, fw, maps)
         logit = self.location_conv(dorsal)[..., 0]  # (B, fh, fw)
-        if self.centre_prior:
-            fh, fw = logit.shape[1], logit.shape[2]
-            ry = (ops.arange(fh, dtype="float32") + 0.5) / fh - 0.5
-            rx = (ops.arange(fw, dtype="float32") + 0.5) / fw - 0.5
-            r2 = ry[:, None] ** 2 + rx[None, :] ** 2  # (fh, fw)
-            logit = logit - self.prior_weight * r2[None]
         location_map = ops.sigmoid(logit)
         return {
             "features": ventral * location_map[..., None],
@@ -209,9 +143,6 @@ class AppearanceAttention(keras.layers.Layer):
             dorsal_units=self.dorsal_units,
             keep_prob=self.keep_prob,
             dorsal=self.dorsal,
-            template=self.template,
-            match_channels=self.match_channels,
-            centre_prior=self.centre_prior,
             seed=self.seed,
         )
         return config

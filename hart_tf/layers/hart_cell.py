@@ -144,7 +144,7 @@ class HARTCell(keras.layers.Layer):
 
     Call arguments:
         inputs: `(B, D)` packed step input (see above).
-        states: `[a (B, 4), h (B, U), c (B, U), o (B, U)]`, and τ (B, Cv1) with a template.
+        states: `[a (B, 4), h (B, U), c (B, U), o (B, U)]`.
         training: batch statistics for the ventral BatchNorm when True.
 
     Returns:
@@ -165,15 +165,7 @@ class HARTCell(keras.layers.Layer):
         c = config
         units = c.rnn_units
         self.units = units
-        # [a, h, c, o], then the optional extras: the target template τ (V1 channels) when
-        # the dorsal stream reads it, the last box when the attention extrapolates its motion.
-        self.extra_states = {}
-        if c.dorsal_template != "none":
-            self.extra_states["template"] = c.v1_channels
-        if c.constant_velocity:
-            self.extra_states["last_box"] = 4
-            self.extra_states["velocity"] = 2
-        self.state_size = [4, units, units, units, *self.extra_states.values()]
+        self.state_size = [4, units, units, units]
         fh, fw = c.feature_shape
         self.field_sizes = {
             "att": 4,
@@ -197,8 +189,6 @@ class HARTCell(keras.layers.Layer):
             dorsal_units=c.dorsal_units,
             keep_prob=c.keep_prob,
             dorsal=c.appearance_attention,
-            template=c.dorsal_template,
-            centre_prior=c.centre_prior,
             name="appearance_attention",
         )
         self.fc_features = keras.layers.Dense(units, activation="elu", name="fc_after_conv")
@@ -295,9 +285,7 @@ class HARTCell(keras.layers.Layer):
         fields["dfn_l2"] = fields["dfn_l2"][..., 0]
         return fields
 
-    def _features(
-        self, frame, att, appearance_vec, dropout_mask, training, dorsal=True, template=None
-    ):
+    def _features(self, frame, att, appearance_vec, dropout_mask, training, dorsal=True):
         # frame: (B, H, W, C) pixels in [0, 255]; the glimpse is linear in the frame, so the
         # scaling to [0, 1] is applied to the (much smaller) glimpse.
         glimpse = self.spatial_attention(frame, att) * (1.0 / 255.0)  # (B, gh, gw, C)
@@ -305,18 +293,13 @@ class HARTCell(keras.layers.Layer):
             glimpse = contrast_normalize(glimpse)
         v1 = ops.cast(self.v1(glimpse), "float32")  # (B, fh, fw, Cv1); no-op unless bf16
         app = self.appearance(
-            v1,
-            appearance_vec,
-            training=training,
-            dropout_mask=dropout_mask,
-            use_dorsal=dorsal,
-            template=template,
+            v1, appearance_vec, training=training, dropout_mask=dropout_mask, use_dorsal=dorsal
         )
         features = app["features"]  # (B, fh, fw, maps)
         batch = ops.shape(features)[0]
         flat = ops.reshape(features, (batch, -1))  # (B, fh*fw*maps)
         f = self.fc_features(ops.concatenate([flat, att], axis=-1))
-        return f, app, v1
+        return f, app, glimpse
 
     def _lstm(self, f, states, training):
         o, (h, c) = self.lstm(f, states, training=training)
@@ -332,28 +315,19 @@ class HARTCell(keras.layers.Layer):
             frame: (B, H, W, C) frame 0, pixels in [0, 255] (uint8 or float).
             box0: (B, 4) first box (y, x, h, w) in pixels.
         Returns:
-            (states, bn_stats) where states = [a0 + bias, h0, c0, o0] followed by the
-            `extra_states`: the template τ0 (B, Cv1), the first glimpse's V1 features averaged
-            over its cells, when `config.dorsal_template` is set; the last box (B, 4), box0,
-            with `config.constant_velocity`.
+            (states, bn_stats) where states = [a0 + bias, h0, c0, o0].
         """
         att0 = box_to_attention(ops.cast(box0, "float32"), self.config.image_size)
         batch = ops.shape(att0)[0]
         zeros = ops.zeros((batch, self.units), dtype="float32")
-        f, app, v1 = self._features(frame, att0, zeros, dropout_mask, training, dorsal=False)
+        f, app, _ = self._features(frame, att0, zeros, dropout_mask, training, dorsal=False)
         if self.config.transform_init:
             f = self.init_features(f)
         o, (h, c) = self._lstm(f, [zeros, zeros], training)
         if self.config.transform_init:
             h, c = self.init_h(h), self.init_c(c)
         att = att0 + self.att_bias[None, :]
-        extras = {
-            "template": lambda: ops.mean(v1, axis=(1, 2)),  # (B, Cv1): the glimpse is the box
-            "last_box": lambda: ops.cast(box0, "float32"),  # (B, 4)
-            "velocity": lambda: ops.zeros((batch, 2), "float32"),  # (B, 2) pixels a step
-        }
-        states = [att, h, c, o, *(extras[name]() for name in self.extra_states)]
-        return states, (app["bn_mean"], app["bn_var"])
+        return [att, h, c, o], (app["bn_mean"], app["bn_var"])
 
     def call(self, inputs, states, training=False):
         c = self.config
@@ -371,11 +345,9 @@ class HARTCell(keras.layers.Layer):
         dropout mask (B, fh, fw, maps), zoneout mask (B, 2U). The model's unrolled loop
         calls this directly, which spares packing every frame into one float tensor."""
         c = self.config
-        att, h_prev, c_prev, o_prev = states[:4]
-        extras = dict(zip(self.extra_states, states[4:], strict=True))
-        template = extras.get("template")  # (B, Cv1), constant over steps
+        att, h_prev, c_prev, o_prev = states
         batch = ops.shape(frame)[0]
-        f, app, _ = self._features(frame, att, o_prev, dropout_mask, training, template=template)
+        f, app, _ = self._features(frame, att, o_prev, dropout_mask, training)
         o, (h_new, c_new) = self._lstm(f, [h_prev, c_prev], training)
         z_h, z_c = zoneout[:, : self.units], zoneout[:, self.units :]
         h = h_prev + z_h * (h_new - h_prev)
@@ -428,20 +400,7 @@ class HARTCell(keras.layers.Layer):
             ],
             axis=-1,
         )
-        if c.constant_velocity:
-            # The next glimpse also moves by the box's last displacement (pixels -> attention
-            # units): it is centred where the object would be at constant velocity.
-            last = extras["last_box"]
-            move = (box[:, :2] + 0.5 * box[:, 2:]) - (last[:, :2] + 0.5 * last[:, 2:])  # (B, 2)
-            k = c.velocity_decay
-            move = k * extras["velocity"] + (1.0 - k) * move  # smoothed velocity
-            extras["velocity"] = move
-            hgt, wid = c.image_size
-            scale = ops.convert_to_tensor(np.array([1.0 / hgt, 1.0 / wid], "float32"))
-            zeros = ops.zeros((batch, 2), "float32")
-            new_att = new_att + ops.concatenate([move * scale, zeros], axis=-1)
-            extras["last_box"] = box
-        return outputs, [new_att, h, c_state, o, *extras.values()]
+        return outputs, [new_att, h, c_state, o]
 
     def get_config(self):
         config = super().get_config()
