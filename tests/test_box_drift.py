@@ -35,12 +35,34 @@ def test_follows_by_hand():
     # Step 0 on the target, step 1 straddling both but more on the look-alike, step 2 lost.
     pred = np.array([[[0, 0, 10, 10], [0, 7, 10, 20], [50, 50, 5, 5]]], np.float32)
     f = box_drift.follows(pred, gt, looks, np.ones((1, 3), np.float32))
+    # Centres: step 1 at x = 17 (target's 5, look-alike's 25: nearer the look-alike); step 2
+    # at (52.5, 52.5), nearer the look-alike (5, 25) than the target (5, 5).
     assert f == {"target": [1.0, 0.0, 0.0], "look_alike": [0.0, 1.0, 0.0],
-                 "lost": [0.0, 0.0, 1.0]}
+                 "lost": [0.0, 0.0, 1.0], "centre_nearer_look_alike": [0.0, 1.0, 1.0]}
+    # A box grown over both but centred on the target: the larger IoU is the look-alike's
+    # (it is as big), the centre is the target's.
+    grown = np.array([[[0, 0, 10, 10], [-5, -9, 20, 28], [0, 0, 10, 10]]], np.float32)
+    big = looks.copy()
+    big[0, 1, 0] = (-5, 10, 20, 20)  # the look-alike at step 1, twice the size, to the right
+    f = box_drift.follows(grown, gt, big, np.ones((1, 3), np.float32))
+    assert f["look_alike"][1] == 1.0 and f["centre_nearer_look_alike"][1] == 0.0
     # Absent steps are left out of the fractions; no look-alikes at all is allowed.
     f = box_drift.follows(pred, gt, np.zeros((1, 3, 0, 4), np.float32),
                           np.array([[1, 1, 0]], np.float32))
     assert f["target"] == [1.0, 1.0, 0.0] and f["lost"] == [0.0, 0.0, 0.0]
+    assert f["centre_nearer_look_alike"] == [0.0, 0.0, 0.0]
+
+
+def test_true_size_iou_by_hand():
+    gt = np.array([[[0, 0, 10, 10]] * 2], np.float32)
+    # Step 1: centred on the target, twice its size: IoU 1/4; with the true size, 1.
+    pred = np.array([[[0, 0, 10, 10], [-5, -5, 20, 20]]], np.float32)
+    r = box_drift.true_size_iou(pred, gt, np.ones((1, 2), np.float32))
+    assert r["own_size"] == pytest.approx(0.25) and r["true_size"] == pytest.approx(1.0)
+    # Off by 5 px in x at the true size: IoU 50/150 either way.
+    pred = np.array([[[0, 0, 10, 10], [0, 5, 10, 10]]], np.float32)
+    r = box_drift.true_size_iou(pred, gt, np.ones((1, 2), np.float32))
+    assert r["own_size"] == pytest.approx(1 / 3) and r["true_size"] == pytest.approx(1 / 3)
 
 
 def test_map_on_objects_by_hand():
@@ -105,7 +127,8 @@ def test_box_drift_cli_on_a_checkpoint(tmp_path):
                         "--eval_steps=3", f"--out={out}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "t | box: centre err px" in r.stdout
-    assert "t | box on the target, on a look-alike, lost" in r.stdout
+    assert "t | box on the target, on a look-alike, lost (by IoU) | centre nearer" in r.stdout
+    assert "the same centres with the target's true size" in r.stdout
     assert "location map, over the" in r.stdout
     result = json.loads(out.read_text())
     assert (result["sequences"], result["steps"]) == (2, 3)
@@ -116,6 +139,8 @@ def test_box_drift_cli_on_a_checkpoint(tmp_path):
     assert f["target"][0] == 1.0  # step 0 reports the given box
     for t in range(4):
         assert f["target"][t] + f["look_alike"][t] + f["lost"][t] == pytest.approx(1.0)
+    assert 0 <= result["mean_iou"]["own_size"] <= 1 and 0 <= result["mean_iou"]["true_size"] <= 1
+    assert len(f["centre_nearer_look_alike"]) == 4
     assert set(result["location_map"]) == {"map_on_target", "map_on_look_alike",
                                           "map_on_background", "target_above_look_alike",
                                           "steps"}

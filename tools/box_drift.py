@@ -50,7 +50,10 @@ def follows(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray,
             presence: np.ndarray) -> dict[str, list[float]]:
     """Per time step, the fraction of present objects whose predicted box is on the target
     (IoU with it > 0 and at least with any look-alike), on a look-alike (a larger IoU with
-    one of them) or lost (no overlap with either).
+    one of them) or lost (no overlap with either), and, whatever the sizes, the fraction
+    whose centre is nearer a look-alike's centre than the target's (`centre_nearer_look_alike`:
+    a box grown over both objects can have the larger IoU with a bigger look-alike while
+    still centred on the target).
 
     Args:
         pred, gt: boxes (N, T, 4) as (y, x, h, w).
@@ -68,11 +71,29 @@ def follows(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray,
     kinds = {"target": (on_target > 0) & (on_target >= others),
              "look_alike": others > on_target,
              "lost": (on_target <= 0) & (others <= 0)}
+    def centre(b):
+        return b[..., :2] + b[..., 2:] / 2
+
+    to_target = np.linalg.norm(centre(pred) - centre(gt), axis=-1)  # (N, T)
+    to_looks = np.linalg.norm(centre(pred)[:, :, None] - centre(distractors), axis=-1)
+    to_looks = np.where(distractors[..., 2] > 0, to_looks, np.inf).min(-1, initial=np.inf)
+    kinds["centre_nearer_look_alike"] = to_looks < to_target
     out = {}
     for name, mask in kinds.items():
         count = (mask & present).sum(0)
         out[name] = (count / np.maximum(present.sum(0), 1)).tolist()
     return out
+
+
+def true_size_iou(pred: np.ndarray, gt: np.ndarray, presence: np.ndarray) -> dict[str, float]:
+    """Mean IoU (as `evaluate`'s) of the predicted boxes, and of the same centres given the
+    target's true size: how much of the loss is the boxes' size, how much their position."""
+    from hart_tf.metrics import mean_iou
+
+    centre = pred[..., :2] + pred[..., 2:] / 2
+    resized = np.concatenate([centre - gt[..., 2:] / 2, gt[..., 2:]], axis=-1)
+    return {"own_size": float(np.asarray(mean_iou(pred, gt, presence))),
+            "true_size": float(np.asarray(mean_iou(resized, gt, presence)))}
 
 
 def map_on_objects(maps: np.ndarray, att_boxes: np.ndarray, gt: np.ndarray,
@@ -140,7 +161,8 @@ def main(argv):
     out = predict(model, data, batch_size=16)
     result = {"checkpoint": str(path), "sequences": FLAGS.eval_sequences, "steps": steps,
               "box": drift(out["boxes"], data["boxes"], data["presence"]),
-              "attention": drift(out["att_boxes"], data["boxes"], data["presence"])}
+              "attention": drift(out["att_boxes"], data["boxes"], data["presence"]),
+              "mean_iou": true_size_iou(out["boxes"], data["boxes"], data["presence"])}
     print(f"{path}: {FLAGS.eval_sequences} test sequences")
     print(" t | box: centre err px, log h, log w | attention: centre err px, log h, log w")
     for t in sorted({1, 2, 5, 10, 15, 20, 25, 30, steps} & set(range(1, steps + 1))):
@@ -148,16 +170,21 @@ def main(argv):
         print(f"{t:2d} | {b['centre_error_px'][t]:6.1f} {b['log_h_ratio'][t]:6.2f} "
               f"{b['log_w_ratio'][t]:6.2f} | {a['centre_error_px'][t]:6.1f} "
               f"{a['log_h_ratio'][t]:6.2f} {a['log_w_ratio'][t]:6.2f}")
+    m = result["mean_iou"]
+    print(f"mean IoU {m['own_size']:.3f}; the same centres with the target's true size: "
+          f"{m['true_size']:.3f}")
     if synthetic:
         looks = data["distractor_boxes"]
         result["follows"] = follows(out["boxes"], data["boxes"], looks, data["presence"])
         if model.config.appearance_attention:
             result["location_map"] = map_on_objects(out["location_maps"], out["att_boxes"],
                                                     data["boxes"], looks, data["presence"])
-        print(" t | box on the target, on a look-alike, lost (fraction of sequences)")
+        print(" t | box on the target, on a look-alike, lost (by IoU) | centre nearer a "
+              "look-alike (fractions of sequences)")
         for t in sorted({1, 2, 5, 10, 15, 20, 25, 30, steps} & set(range(1, steps + 1))):
             f = result["follows"]
-            print(f"{t:2d} | {f['target'][t]:5.2f} {f['look_alike'][t]:5.2f} {f['lost'][t]:5.2f}")
+            print(f"{t:2d} | {f['target'][t]:5.2f} {f['look_alike'][t]:5.2f} {f['lost'][t]:5.2f} "
+                  f"| {f['centre_nearer_look_alike'][t]:5.2f}")
         if "location_map" in result:
             lm = result["location_map"]
             print(f"location map, over the {lm['steps']} steps whose glimpse holds the target "
