@@ -26,12 +26,14 @@ from hart_tf import cli
 from hart_tf.cli import FLAGS
 
 
+def centre(boxes: np.ndarray) -> np.ndarray:
+    """(..., 4) boxes (y, x, h, w) -> (..., 2) centres."""
+    return boxes[..., :2] + boxes[..., 2:] / 2
+
+
 def drift(pred: np.ndarray, gt: np.ndarray, presence: np.ndarray) -> dict[str, list[float]]:
     """Per time step: median centre error (px) and mean log h / w ratio of `pred` to `gt`
     (boxes (N, T, 4) as (y, x, h, w)), over present objects with positive sizes."""
-    def centre(b):
-        return b[..., :2] + b[..., 2:] / 2
-
     err = np.linalg.norm(centre(pred) - centre(gt), axis=-1)
     ok = (presence > 0) & np.all(gt[..., 2:] > 0, -1) & np.all(pred[..., 2:] > 0, -1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -71,9 +73,6 @@ def follows(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray,
     kinds = {"target": (on_target > 0) & (on_target >= others),
              "look_alike": others > on_target,
              "lost": (on_target <= 0) & (others <= 0)}
-    def centre(b):
-        return b[..., :2] + b[..., 2:] / 2
-
     to_target = np.linalg.norm(centre(pred) - centre(gt), axis=-1)  # (N, T)
     to_looks = np.linalg.norm(centre(pred)[:, :, None] - centre(distractors), axis=-1)
     to_looks = np.where(distractors[..., 2] > 0, to_looks, np.inf).min(-1, initial=np.inf)
@@ -90,8 +89,7 @@ def true_size_iou(pred: np.ndarray, gt: np.ndarray, presence: np.ndarray) -> dic
     target's true size: how much of the loss is the boxes' size, how much their position."""
     from hart_tf.metrics import mean_iou
 
-    centre = pred[..., :2] + pred[..., 2:] / 2
-    resized = np.concatenate([centre - gt[..., 2:] / 2, gt[..., 2:]], axis=-1)
+    resized = np.concatenate([centre(pred) - gt[..., 2:] / 2, gt[..., 2:]], axis=-1)
     return {"own_size": float(np.asarray(mean_iou(pred, gt, presence))),
             "true_size": float(np.asarray(mean_iou(resized, gt, presence)))}
 
