@@ -51,6 +51,31 @@ def test_an_absent_target_is_no_candidate_and_no_candidate_keeps_the_last_pick()
     assert on.tolist() == [[True, False, False, False]]
     with pytest.raises(ValueError, match="rule"):
         association_bounds.associate(gt, looks, presence, "kalman")
+    with pytest.raises(ValueError, match="decay"):
+        association_bounds.associate(gt, looks, presence, "velocity", decay=1.0)
+
+
+def test_position_noise_is_seeded_and_smoothing_keeps_the_noiseless_case():
+    gt, looks, presence = _crossing()
+    # Smoothing from a zero start: after t = 1 the velocity estimate is 0.75 * 4 = 3 px, so
+    # the guess for t = 2 is x = 4 + 3 = 7, nearer the target's 8 than the look-alike's 4;
+    # for t = 3, 8 + (0.25 * 3 + 0.75 * 4) = 11.75 (target 12, look-alike 1).
+    _, on = association_bounds.associate(gt, looks, presence, "velocity", decay=0.25)
+    assert on.all()
+    # With more smoothing the guess for t = 2 is 4 + 1 = 5: the look-alike's 4 is nearer.
+    _, on = association_bounds.associate(gt, looks, presence, "velocity", decay=0.75)
+    assert on.tolist() == [[True, True, False, False]]
+    a = association_bounds.associate(gt, looks, presence, "velocity", noise=2.0, seed=3)
+    b = association_bounds.associate(gt, looks, presence, "velocity", noise=2.0, seed=3)
+    np.testing.assert_array_equal(a[0], b[0])
+    # Picks are true boxes of the candidates whatever the noise: never a noisy box.
+    cands = np.concatenate([gt[:, :, None], looks], 2)[0]
+    for t in range(4):
+        assert any(np.array_equal(a[0][0, t], c) for c in cands[t])
+    # Far more noise than the objects' spacing: the choice at t = 2 becomes a coin toss.
+    tosses = [association_bounds.associate(gt, looks, presence, "velocity", noise=50.0,
+                                           seed=s)[1][0, 2] for s in range(40)]
+    assert 0 < sum(tosses) < 40
 
 
 def test_overlap_fraction_by_hand():
@@ -73,23 +98,33 @@ def test_cli_without_look_alikes_is_perfect_and_with_them_nearest_loses(tmp_path
     out = tmp_path / "bounds.json"
     r = _run("--eval_sequences=6", "--eval_steps=8", "--num_distractors_max=0", f"--out={out}")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "tracker  | mean IoU" in r.stdout
+    assert "tracker       | mean IoU" in r.stdout
     result = json.loads(out.read_text())
-    for rule in ("nearest", "velocity"):
-        assert result[rule]["mean_iou"] == pytest.approx(1.0)
-        assert result[rule]["on_target_last"] == 1.0
+    assert [o["rule"] for o in result["oracles"]] == ["nearest", "velocity"]
+    for o in result["oracles"]:
+        assert o["mean_iou"] == pytest.approx(1.0)
+        assert o["on_target_last"] == 1.0
     assert result["static"]["mean_iou"] < 0.9
     assert not any(result["target_overlaps_look_alike"])
-    r = _run("--eval_sequences=16", "--eval_steps=30", f"--out={out}")
+    r = _run("--eval_sequences=16", "--eval_steps=30", "--position_noise=0,3", f"--out={out}")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "velocity ±3px" in r.stdout
     result = json.loads(out.read_text())
-    # The look-alikes cross the target's path: without motion the oracle loses some targets.
-    assert result["nearest"]["mean_iou"] < result["velocity"]["mean_iou"]
-    assert result["nearest"]["on_target_last"] < 1.0
+    rows = {(o["rule"], o["position_noise"]): o for o in result["oracles"]}
+    assert sorted(rows) == [("nearest", 0.0), ("nearest", 3.0), ("velocity", 0.0),
+                            ("velocity", 3.0)]
+    # The look-alikes cross the target's path: without motion the oracle loses some targets,
+    # and motion judged from a 3 px belief helps less than from the exact one.
+    assert rows["nearest", 0.0]["mean_iou"] < rows["velocity", 0.0]["mean_iou"]
+    assert rows["nearest", 0.0]["on_target_last"] < 1.0
+    assert rows["velocity", 3.0]["mean_iou"] < rows["velocity", 0.0]["mean_iou"]
     assert max(result["target_overlaps_look_alike"]) > 0
 
 
-def test_cli_rejects_other_datasets_in_one_line():
+def test_cli_rejects_other_datasets_and_bad_noise_in_one_line():
     r = _run("--dataset=kth", "--data_dir=/nonexistent")
     assert r.returncode != 0
     assert "only for --dataset=synthetic" in r.stderr.strip().splitlines()[-1]
+    r = _run("--eval_sequences=2", "--eval_steps=3", "--position_noise=1,x")
+    assert r.returncode != 0
+    assert "--position_noise: numbers expected" in r.stderr.strip().splitlines()[-1]

@@ -18,7 +18,11 @@ whose choice is the target at the last step, beside the static first box, and ho
 target overlaps a look-alike. Localisation is
 perfect by construction, so what the two lose is association alone: how much a tracker that
 cannot use motion must lose to the look-alikes, and how much motion alone recovers.
-With `--out=<file>.json` the numbers and the IoU per step are written too.
+`--position_noise=0,1,2` adds rows for oracles that know the true boxes but not exactly where
+their own pick is (Gaussian error of that many pixels on its centre, from which the next
+choice and the velocity are made; `--velocity_decay` smooths the velocity): how precise a
+tracker's localisation must be for motion to help. With `--out=<file>.json` the numbers and
+the IoU per step are written too.
 """
 
 from __future__ import annotations
@@ -28,9 +32,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from absl import flags
 
 from hart_tf import cli
 from hart_tf.cli import FLAGS
+
+flags.DEFINE_list("position_noise", ["0"], "Localisation errors (px, Gaussian per coordinate) "
+                  "of the oracle's beliefs about where its picks are: a row pair for each.")
+flags.DEFINE_float("velocity_decay", 0.0, "Exponential smoothing of the velocity rule's "
+                   "estimate (0: the last displacement as it is).")
 
 RULES = ("nearest", "velocity")
 
@@ -50,8 +60,9 @@ def overlap_fraction(gt: np.ndarray, distractors: np.ndarray, presence: np.ndarr
     return (touching & present).sum(0) / np.maximum(present.sum(0), 1)
 
 
-def associate(gt: np.ndarray, distractors: np.ndarray, presence: np.ndarray,
-              rule: str) -> tuple[np.ndarray, np.ndarray]:
+def associate(gt: np.ndarray, distractors: np.ndarray, presence: np.ndarray, rule: str,
+              noise: float = 0.0, decay: float = 0.0,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Boxes an oracle tracker picks among the true ones, and whether each pick is the target.
 
     Args:
@@ -60,13 +71,23 @@ def associate(gt: np.ndarray, distractors: np.ndarray, presence: np.ndarray,
         presence: (N, T); an absent target is no candidate.
         rule: "nearest" (nearest the previous pick) or "velocity" (nearest the previous pick
             moved by its last displacement).
+        noise: the tracker's own localisation error: where it believes each pick's centre
+            is, is the true centre plus Gaussian noise of this many pixels (per coordinate);
+            choices are made from those beliefs, so the velocity is estimated from them too.
+        decay: exponential smoothing of the estimated velocity, v = decay * v + (1 - decay)
+            * (last displacement); 0 takes the last displacement as it is.
+        seed: seed of the noise.
 
     Returns:
-        picks (N, T, 4) and on_target (N, T) bool. With no candidate at a step the previous
-        pick is kept (and is not the target).
+        picks (N, T, 4), the true boxes of the chosen objects (the noise costs association,
+        not localisation), and on_target (N, T) bool. With no candidate at a step the
+        previous pick is kept (and is not the target).
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if noise < 0 or not 0 <= decay < 1:
+        raise ValueError(f"need noise >= 0 and 0 <= decay < 1, got {noise} and {decay}")
+    rng = np.random.default_rng(seed)
     n, t_len = gt.shape[:2]
     cands = np.concatenate([gt[:, :, None], distractors], axis=2)  # (N, T, 1+K, 4)
     valid = cands[..., 2] > 0
@@ -75,16 +96,19 @@ def associate(gt: np.ndarray, distractors: np.ndarray, presence: np.ndarray,
     on_target = np.zeros((n, t_len), bool)
     on_target[:, 0] = True
     velocity = np.zeros((n, 2))
+    belief = _centre(gt[:, 0])  # (N, 2): where the tracker believes its last pick is
     for t in range(1, t_len):
-        guess = _centre(picks[:, t - 1]) + (velocity if rule == "velocity" else 0.0)  # (N, 2)
+        guess = belief + (velocity if rule == "velocity" else 0.0)  # (N, 2)
         dist = np.linalg.norm(_centre(cands[:, t]) - guess[:, None], axis=-1)  # (N, 1+K)
         dist = np.where(valid[:, t], dist, np.inf)
         choice = np.argmin(dist, axis=1)  # (N,)
         found = np.isfinite(dist[np.arange(n), choice])
         picks[:, t] = np.where(found[:, None], cands[np.arange(n), t, choice], picks[:, t - 1])
         on_target[:, t] = found & (choice == 0)
-        velocity = np.where(found[:, None], _centre(picks[:, t]) - _centre(picks[:, t - 1]),
-                            velocity)
+        seen = _centre(picks[:, t]) + (rng.normal(0.0, noise, (n, 2)) if noise else 0.0)
+        step = decay * velocity + (1.0 - decay) * (seen - belief)
+        velocity = np.where(found[:, None], step, velocity)
+        belief = np.where(found[:, None], seen, belief)
     return picks, on_target
 
 
@@ -111,17 +135,27 @@ def main(argv):
     print("the target overlaps a look-alike in "
           f"{overlap[1:].mean():.2f} of the test steps ("
           + ", ".join(f"t = {t}: {overlap[t]:.2f}" for t in marks) + ")")
-    print(" tracker  | mean IoU | success AUC | on the target at the last step")
+    print(" tracker       | mean IoU | success AUC | on the target at the last step")
     static = evaluation.score(metrics.static_baseline(gt[:, 0], steps + 1), gt, presence)
     result["static"] = static
-    print(f" static   |    {static['mean_iou']:.3f} |       {static['success_auc']:.3f} |   -")
-    for rule in RULES:
-        picks, on_target = associate(gt, data["distractor_boxes"], presence, rule)
-        s = evaluation.score(picks, gt, presence)
-        s["on_target_last"] = float(on_target[:, -1].mean())
-        result[rule] = s
-        print(f" {rule:8s} |    {s['mean_iou']:.3f} |       {s['success_auc']:.3f} |   "
-              f"{s['on_target_last']:.2f}")
+    print(f" static        |    {static['mean_iou']:.3f} |       {static['success_auc']:.3f} |   -")
+    try:
+        noises = [float(v) for v in FLAGS.position_noise]
+    except ValueError:
+        got = ",".join(FLAGS.position_noise)
+        raise ValueError(f"--position_noise: numbers expected, got {got}") from None
+    result["oracles"] = []
+    for noise in noises:
+        for rule in RULES:
+            picks, on_target = associate(gt, data["distractor_boxes"], presence, rule,
+                                         noise=noise, decay=FLAGS.velocity_decay)
+            s = {"rule": rule, "position_noise": noise, "velocity_decay": FLAGS.velocity_decay,
+                 **evaluation.score(picks, gt, presence),
+                 "on_target_last": float(on_target[:, -1].mean())}
+            result["oracles"].append(s)
+            name = rule + (f" ±{noise:g}px" if noise else "")
+            print(f" {name:13s} |    {s['mean_iou']:.3f} |       {s['success_auc']:.3f} |   "
+                  f"{s['on_target_last']:.2f}")
     if FLAGS.out:
         Path(FLAGS.out).write_text(json.dumps(result, indent=1))
 
