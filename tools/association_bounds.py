@@ -37,16 +37,28 @@ from absl import flags
 from hart_tf import cli
 from hart_tf.cli import FLAGS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/box_drift.py when imported
+from box_drift import centre  # noqa: E402
+
 flags.DEFINE_list("position_noise", ["0"], "Localisation errors (px, Gaussian per coordinate) "
                   "of the oracle's beliefs about where its picks are: a row pair for each.")
 flags.DEFINE_float("velocity_decay", 0.0, "Exponential smoothing of the velocity rule's "
                    "estimate (0: the last displacement as it is).")
 
+
+def _noises_ok(values) -> bool:
+    try:
+        return all(float(v) >= 0 for v in values)
+    except ValueError:
+        return False
+
+
+flags.register_validator("position_noise", _noises_ok,
+                         message="--position_noise: numbers expected, each >= 0 (pixels)")
+flags.register_validator("velocity_decay", lambda v: 0 <= v < 1,
+                         message="--velocity_decay must be in [0, 1)")
+
 RULES = ("nearest", "velocity")
-
-
-def _centre(boxes: np.ndarray) -> np.ndarray:
-    return boxes[..., :2] + boxes[..., 2:] / 2
 
 
 def overlap_fraction(gt: np.ndarray, distractors: np.ndarray, presence: np.ndarray) -> np.ndarray:
@@ -96,16 +108,16 @@ def associate(gt: np.ndarray, distractors: np.ndarray, presence: np.ndarray, rul
     on_target = np.zeros((n, t_len), bool)
     on_target[:, 0] = True
     velocity = np.zeros((n, 2))
-    belief = _centre(gt[:, 0])  # (N, 2): where the tracker believes its last pick is
+    belief = centre(gt[:, 0])  # (N, 2): where the tracker believes its last pick is
     for t in range(1, t_len):
         guess = belief + (velocity if rule == "velocity" else 0.0)  # (N, 2)
-        dist = np.linalg.norm(_centre(cands[:, t]) - guess[:, None], axis=-1)  # (N, 1+K)
+        dist = np.linalg.norm(centre(cands[:, t]) - guess[:, None], axis=-1)  # (N, 1+K)
         dist = np.where(valid[:, t], dist, np.inf)
         choice = np.argmin(dist, axis=1)  # (N,)
         found = np.isfinite(dist[np.arange(n), choice])
         picks[:, t] = np.where(found[:, None], cands[np.arange(n), t, choice], picks[:, t - 1])
         on_target[:, t] = found & (choice == 0)
-        seen = _centre(picks[:, t]) + (rng.normal(0.0, noise, (n, 2)) if noise else 0.0)
+        seen = centre(picks[:, t]) + (rng.normal(0.0, noise, (n, 2)) if noise else 0.0)
         step = decay * velocity + (1.0 - decay) * (seen - belief)
         velocity = np.where(found[:, None], step, velocity)
         belief = np.where(found[:, None], seen, belief)
@@ -139,13 +151,8 @@ def main(argv):
     static = evaluation.score(metrics.static_baseline(gt[:, 0], steps + 1), gt, presence)
     result["static"] = static
     print(f" static        |    {static['mean_iou']:.3f} |       {static['success_auc']:.3f} |   -")
-    try:
-        noises = [float(v) for v in FLAGS.position_noise]
-    except ValueError:
-        got = ",".join(FLAGS.position_noise)
-        raise ValueError(f"--position_noise: numbers expected, got {got}") from None
     result["oracles"] = []
-    for noise in noises:
+    for noise in [float(v) for v in FLAGS.position_noise]:  # checked by the flag's validator
         for rule in RULES:
             picks, on_target = associate(gt, data["distractor_boxes"], presence, rule,
                                          noise=noise, decay=FLAGS.velocity_decay)
