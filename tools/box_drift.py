@@ -7,10 +7,12 @@ Runs the checkpoint (a run folder or a .keras file) on the fixed test set of `--
 (synthetic by default; the same set as `python -m hart_tf.evaluate`, data flags included) and
 prints, for a few time steps, the median centre error in pixels and the mean log ratio of
 predicted to ground-truth height and width, for the predicted box and for the attention
-(glimpse) box. A log ratio of 0.69 is a box twice as tall (or wide) as the object. On
-synthetic data it also prints what the box follows at each step: the target, one of its
-look-alike distractors (it overlaps a look-alike more than the target), or nothing, and
-whether the location map marks the target more than the look-alikes in the same glimpse.
+(glimpse) box. A log ratio of 0.69 is a box twice as tall (or wide) as the object. It
+prints the mean IoU, and the mean IoU the same centres would get with the target's true
+size. On synthetic data it also prints what the box follows at each step: the target, one
+of its look-alike distractors (it overlaps a look-alike more than the target), or nothing,
+and how often its centre is nearer a look-alike than the target; and whether the location
+map marks the target more than the look-alikes in the same glimpse.
 With `--out=<file>.json` the per-step values are written too.
 """
 
