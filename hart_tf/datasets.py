@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hart_tf.data import synthetic
+from hart_tf.data import clip_windows, synthetic
 
 
 def to_xy(batch: dict[str, np.ndarray]) -> tuple[dict, dict]:
@@ -35,6 +35,32 @@ def synthetic_config(options) -> synthetic.SyntheticConfig:
         distractor_front_prob=options.distractor_front_prob,
         occlusion_prob=options.occlusion_prob,
     )
+
+
+# First word of the real windows' seed: their stream is apart from the synthetic ones.
+_CLIP_STREAM = 4
+
+
+def _clip_count(options) -> int:
+    """Sequences of each training batch cut from the real clips (at least one)."""
+    return max(1, round(options.batch_size * options.train_clips_fraction))
+
+
+def _train_clips(options) -> clip_windows.ClipWindows | None:
+    """The real clips mixed into training (`--train_clips`), or None."""
+    if not options.train_clips:
+        return None
+    if options.dataset != "synthetic":
+        raise ValueError("--train_clips mixes real clips into the synthetic training stream: "
+                         f"use it with --dataset=synthetic, got --dataset={options.dataset}")
+    if not options.train_clips_dir:
+        raise ValueError("--train_clips needs --train_clips_dir, the folder that holds them")
+    windows = clip_windows.ClipWindows(options.train_clips_dir, options.train_clips,
+                                       tuple(options.config.image_size))
+    print(f"Training on real clips {', '.join(windows.names)} ({windows.num_frames} frames, "
+          f"{_clip_count(options)} of every {options.batch_size} sequences); held out: "
+          f"{', '.join(windows.held_out()) or 'none'}")
+    return windows
 
 
 def _kitti_sequences(options):
@@ -61,12 +87,28 @@ class TrainSource:
         self.options = options
         self.index = start_batch
         self.workers = workers
+        self.clips = _train_clips(options)
         self._kitti = _kitti_sequences(options) if options.dataset == "kitti" else None
         self._kth = _kth(options, "train") if options.dataset == "kth" else None
 
-    def _synthetic(self, length: int) -> Iterator[tuple[dict, dict]]:
+    def _batch(self, index: int, length: int) -> dict[str, np.ndarray]:
+        """Synthetic training batch `index`; with real clips, its first share from them."""
         o = self.options
-        cfg = synthetic_config(o)
+        n_real = 0 if self.clips is None else _clip_count(o)
+        out = synthetic.train_batch(index, o.batch_size - n_real, length, o.seed,
+                                    synthetic_config(o)) if n_real < o.batch_size else None
+        if n_real == 0:
+            return out
+        # Windows of batch `index` are a pure function of (seed, index), like the synthetic.
+        rng = np.random.default_rng([_CLIP_STREAM, o.seed, index])
+        real = clip_windows.window_batch(self.clips, rng, n_real, length)
+        if out is None:
+            return real
+        return {k: np.concatenate([real[k], out[k]]) for k in real}
+
+    def _synthetic(self, length: int) -> Iterator[tuple[dict, dict]]:
+        if self.clips is not None:
+            self.clips.check_length(length)  # before any worker renders a batch
         start = self.index
         # A small thread pool renders upcoming batches while the model trains (NumPy
         # releases the GIL in the heavy array operations).
@@ -75,9 +117,7 @@ class TrainSource:
             for i in itertools.count(start):
                 for j in range(i, i + self.workers + 1):
                     if j not in pending:
-                        pending[j] = pool.submit(
-                            synthetic.train_batch, j, o.batch_size, length, o.seed, cfg
-                        )
+                        pending[j] = pool.submit(self._batch, j, length)
                 yield to_xy(pending.pop(i).result())
 
     def _loader(self, length: int) -> Iterator[tuple[dict, dict]]:

@@ -64,8 +64,12 @@ def main(argv):
     if FLAGS.dataset == "clips":
         from hart_tf.clips_eval import evaluate_clips
 
-        evaluate_clips(FLAGS.checkpoint, FLAGS.data_dir, FLAGS.out_dir)
+        evaluate_clips(FLAGS.checkpoint, FLAGS.data_dir, FLAGS.out_dir,
+                       sequences=FLAGS.clips or None)
         return
+    if FLAGS.clips:
+        raise ValueError("--clips chooses the clips to score with --dataset=clips, got "
+                         f"--dataset={FLAGS.dataset}")
     r = evaluate_checkpoint(FLAGS.checkpoint, FLAGS.dataset, FLAGS.out_dir, FLAGS.eval_steps,
                             FLAGS.eval_sequences, FLAGS.batch_size,
                             tuple(FLAGS.opencv_baselines or ()))

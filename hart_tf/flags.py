@@ -159,6 +159,24 @@ flags.DEFINE_enum("texture_source", "procedural", ["procedural", "photos"],
                   "real photographs with stronger augmentation (needs the real extra: "
                   "pip install -e '.[real]').")
 
+# --- real clips in the training stream (hart_tf/data/clip_windows.py) ---------------------
+flags.DEFINE_string("train_clips_dir", None, "Training: folder of real clips in the common "
+                    "layout (one folder per clip with groundtruth.txt and its frames) to mix "
+                    "into the synthetic batches; see --train_clips.")
+flags.DEFINE_list("train_clips", [], "Training: the clips of --train_clips_dir to cut training "
+                  "windows from (folder names); the folder's other clips stay held out.")
+flags.DEFINE_float("train_clips_fraction", 0.5, "Training: share of each batch taken from "
+                   "--train_clips (the rest is synthetic).")
+flags.register_validator("train_clips_fraction", lambda v: 0.0 < v <= 1.0,
+                         message="--train_clips_fraction must be in (0, 1]")
+flags.register_multi_flags_validator(
+    ["train_clips_dir", "train_clips"],
+    lambda d: bool(d["train_clips_dir"]) == bool(d["train_clips"]),
+    message="--train_clips_dir and --train_clips go together: the folder and the clips of it "
+            "to train on")
+flags.DEFINE_list("clips", [], "evaluate --dataset=clips: the clips of --data_dir to score "
+                  "(folder names; default: all).")
+
 # --- reliability -------------------------------------------------------------------------
 flags.DEFINE_integer("max_bad_steps", 20, "Stop training after this many updates in a row "
                      "with a non-finite loss or gradient (each is skipped).")

@@ -64,6 +64,11 @@ class TrainOptions:
     distractor_jitter: float = SyntheticConfig.distractor_jitter
     distractor_front_prob: float = SyntheticConfig.distractor_front_prob
     occlusion_prob: float = SyntheticConfig.occlusion_prob
+    # Real clips mixed into the synthetic training batches (`hart_tf.data.clip_windows`):
+    # the folder, the clips taken (the folder's other clips stay held out) and their share.
+    train_clips_dir: str | None = None
+    train_clips: tuple[str, ...] = ()
+    train_clips_fraction: float = 0.5
     batch_size: int = 32
     optimizer: str = "rmsprop"
     learning_rate: float = 1e-4
@@ -522,6 +527,10 @@ def train(options: TrainOptions) -> dict:
         result = evaluate_model(model, test, batch_size=options.batch_size)
         summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
         summary["checkpoint"] = str(best[0]) if best else None
+    if trainer.source.clips is not None:
+        clips = trainer.source.clips
+        summary["train_clips"] = {"dir": str(clips.root), "trained_on": clips.names,
+                                  "held_out": clips.held_out()}
     options.run_dir.mkdir(parents=True, exist_ok=True)
     out = options.run_dir / "summary.json"
     tmp = out.with_name(".tmp-summary.json")

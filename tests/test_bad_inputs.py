@@ -269,6 +269,13 @@ def test_alexnet_weights_missing(capsys, out, tmp_path):
         f"directory: '{path}'")
 
 
+def test_clips_flag_outside_the_clips_dataset(capsys, tmp_path):
+    assert _error(capsys, [f"--checkpoint={tmp_path}/run", "--clips=Car1"],
+                  evaluate_cli.main) == (
+        "error: --clips chooses the clips to score with --dataset=clips, got "
+        "--dataset=synthetic")
+
+
 def test_evaluate_without_a_checkpoint(capsys, tmp_path):
     assert _error(capsys, [f"--checkpoint={tmp_path}/run"], evaluate_cli.main) == (
         f"error: --checkpoint: {tmp_path}/run does not exist")

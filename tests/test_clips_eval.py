@@ -89,23 +89,26 @@ def test_bad_inputs(shared_data, untrained_checkpoint, tmp_path):  # noqa: F811
 
 
 def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path):  # noqa: F811
-    # A 4-frame copy of a real clip (in tmp only), so that the CLI tracks whole clips fast.
-    src = shared_data / "real_clips" / "Jogging1"
-    seq = tmp_path / "data" / "Jogging1"
-    (seq / "frames").mkdir(parents=True)
-    for i in range(4):
-        name = f"{i:05d}.jpg"
-        (seq / "frames" / name).write_bytes((src / "frames" / name).read_bytes())
-    lines = (src / "groundtruth.txt").read_text().splitlines()[:4]
-    (seq / "groundtruth.txt").write_text("\n".join(lines) + "\n")
+    # 4-frame copies of two real clips (in tmp only), so that the CLI tracks whole clips
+    # fast; --clips scores one of them.
+    for clip in ("Jogging1", "David"):
+        src = shared_data / "real_clips" / clip
+        seq = tmp_path / "data" / clip
+        (seq / "frames").mkdir(parents=True)
+        for i in range(4):
+            name = f"{i:05d}.jpg"
+            (seq / "frames" / name).write_bytes((src / "frames" / name).read_bytes())
+        lines = (src / "groundtruth.txt").read_text().splitlines()[:4]
+        (seq / "groundtruth.txt").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     run = subprocess.run(
         [sys.executable, "-m", "hart_tf.evaluate", "--dataset=clips",
-         f"--data_dir={tmp_path / 'data'}", f"--checkpoint={untrained_checkpoint}",
-         f"--out_dir={out}"],
+         f"--data_dir={tmp_path / 'data'}", "--clips=Jogging1",
+         f"--checkpoint={untrained_checkpoint}", f"--out_dir={out}"],
         capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     record = json.loads((out / clips_eval.RESULTS_JSON).read_text())
+    assert list(record["sequences"]) == ["Jogging1"]
     assert record["sequences"]["Jogging1"]["frames"] == 4
     assert "| Jogging1 | 4 |" in run.stdout
