@@ -3,6 +3,8 @@ the synthetic training stream (`--train_clips`)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from absl import flags as absl_flags
@@ -175,3 +177,25 @@ def test_train_clips_flags_are_checked(capsys, tmp_path):
     assert _flag_error(capsys, [f"--train_clips_dir={tmp_path}", "--train_clips=walk",
                                 f"--checkpoint_dir={tmp_path}/ck"]) == (
         f"error: {tmp_path}: no clip walk (found none)")
+
+
+def test_train_cli_records_the_clips_it_trained_on(clip_root, tmp_path, capsys):
+    flags = absl_flags.FLAGS
+    args = ["--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
+            "--steps_per_epoch=1", "--epochs=1", "--curriculum_lengths=3",
+            "--eval_sequences=1", "--eval_steps=2", "--image_every=0", "--run_eagerly",
+            "--max_minutes=0", "--run_name=r", f"--checkpoint_dir={tmp_path / 'ck'}",
+            f"--logdir={tmp_path / 'tb'}", f"--train_clips_dir={clip_root}",
+            "--train_clips=walk,short"]
+    flags.unparse_flags()
+    try:
+        train_cli.main(cli.parse_flags(["prog", *args]))
+    finally:
+        flags.unparse_flags()
+    out = capsys.readouterr().out
+    assert ("Training on real clips walk, short (52 frames, 1 of every 2 sequences); held "
+            "out: kept_out") in out
+    summary = json.loads((tmp_path / "ck" / "r" / "summary.json").read_text())
+    assert summary["train_clips"] == {"dir": str(clip_root), "trained_on": ["walk", "short"],
+                                      "held_out": ["kept_out"]}
+    assert summary["step"] == 1 and summary["test"]["mean_iou"] >= 0
