@@ -112,6 +112,18 @@ def test_bad_synthetic_data_flags(capsys, out, flag, message):
     assert _error(capsys, _args(out, flag)) == f"error: flag {flag}: {message}"
 
 
+def test_train_clips_flags(capsys, out, tmp_path):
+    assert _error(capsys, _args(out, "--train_clips=walk")) == (
+        "error: flags train_clips_dir=None, train_clips=['walk']: --train_clips_dir and "
+        "--train_clips go together: the folder and the clips of it to train on")
+    assert _error(capsys, _args(out, "--train_clips_fraction=0")) == (
+        "error: flag --train_clips_fraction=0.0: --train_clips_fraction must be in (0, 1]")
+    empty = tmp_path / "clips"
+    empty.mkdir()
+    assert _error(capsys, _args(out, f"--train_clips_dir={empty}", "--train_clips=walk")) == (
+        f"error: {empty}: no clip walk (found none)")
+
+
 def test_curriculum_start_after_max(capsys, out):
     assert _error(capsys, _args(out, "--curriculum_start=30", "--curriculum_max=20")) == (
         "error: flags curriculum_start=30, curriculum_max=20: --curriculum_start must not "

@@ -154,31 +154,6 @@ def test_train_clips_need_synthetic_data_and_long_enough_clips(clip_root):
         next(source.batches(20))
 
 
-def _flag_error(capsys, argv) -> str:
-    flags = absl_flags.FLAGS
-    flags.unparse_flags()
-    try:
-        with pytest.raises(SystemExit) as info:
-            train_cli.main(cli.parse_flags(["prog", *argv]))
-    finally:
-        flags.unparse_flags()
-    assert info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
-def test_train_clips_flags_are_checked(capsys, tmp_path):
-    assert _flag_error(capsys, ["--train_clips=walk"]) == (
-        "error: flags train_clips_dir=None, train_clips=['walk']: --train_clips_dir and "
-        "--train_clips go together: the folder and the clips of it to train on")
-    assert _flag_error(capsys, ["--train_clips_fraction=0"]) == (
-        "error: flag --train_clips_fraction=0.0: --train_clips_fraction must be in (0, 1]")
-    assert _flag_error(capsys, [f"--train_clips_dir={tmp_path}", "--train_clips=walk",
-                                f"--checkpoint_dir={tmp_path}/ck"]) == (
-        f"error: {tmp_path}: no clip walk (found none)")
-
-
 def test_train_cli_records_the_clips_it_trained_on(clip_root, tmp_path, capsys):
     flags = absl_flags.FLAGS
     args = ["--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
