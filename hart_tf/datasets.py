@@ -91,24 +91,25 @@ class TrainSource:
         self._kitti = _kitti_sequences(options) if options.dataset == "kitti" else None
         self._kth = _kth(options, "train") if options.dataset == "kth" else None
 
-    def _batch(self, index: int, length: int) -> dict[str, np.ndarray]:
+    def _batch(self, index: int, length: int,
+               cfg: synthetic.SyntheticConfig) -> dict[str, np.ndarray]:
         """Synthetic training batch `index`; with real clips, its first share from them."""
         o = self.options
-        n_real = 0 if self.clips is None else _clip_count(o)
-        out = synthetic.train_batch(index, o.batch_size - n_real, length, o.seed,
-                                    synthetic_config(o)) if n_real < o.batch_size else None
-        if n_real == 0:
-            return out
+        if self.clips is None:
+            return synthetic.train_batch(index, o.batch_size, length, o.seed, cfg)
+        n_real = _clip_count(o)
         # Windows of batch `index` are a pure function of (seed, index), like the synthetic.
         rng = np.random.default_rng([_CLIP_STREAM, o.seed, index])
         real = clip_windows.window_batch(self.clips, rng, n_real, length)
-        if out is None:
+        if n_real == o.batch_size:
             return real
-        return {k: np.concatenate([real[k], out[k]]) for k in real}
+        synth = synthetic.train_batch(index, o.batch_size - n_real, length, o.seed, cfg)
+        return {k: np.concatenate([real[k], synth[k]]) for k in real}
 
     def _synthetic(self, length: int) -> Iterator[tuple[dict, dict]]:
         if self.clips is not None:
             self.clips.check_length(length)  # before any worker renders a batch
+        cfg = synthetic_config(self.options)
         start = self.index
         # A small thread pool renders upcoming batches while the model trains (NumPy
         # releases the GIL in the heavy array operations).
@@ -117,7 +118,7 @@ class TrainSource:
             for i in itertools.count(start):
                 for j in range(i, i + self.workers + 1):
                     if j not in pending:
-                        pending[j] = pool.submit(self._batch, j, length)
+                        pending[j] = pool.submit(self._batch, j, length, cfg)
                 yield to_xy(pending.pop(i).result())
 
     def _loader(self, length: int) -> Iterator[tuple[dict, dict]]:

@@ -30,6 +30,7 @@ from PIL import Image
 from hart_tf.data import clips
 from hart_tf.data.errors import DataError
 from hart_tf.data.images import RESAMPLE
+from hart_tf.data.pipeline import stack_sequences
 
 # The crop is at least this many times the extent of the object's boxes over the window.
 MIN_CONTEXT = 1.3
@@ -70,10 +71,11 @@ class ClipWindows:
             seq = clips.load_sequence(root / name)
             self._frames.append([Image.fromarray(f) for f in seq["frames"]])
             self._boxes.append(clips.xywh_to_yxhw(seq["boxes_xywh"]))
+        self._lengths = np.array([len(b) for b in self._boxes])  # frames per clip
 
     @property
     def num_frames(self) -> int:
-        return sum(len(b) for b in self._boxes)
+        return int(self._lengths.sum())
 
     def held_out(self) -> list[str]:
         """The clips of the folder that no window is taken from."""
@@ -81,7 +83,7 @@ class ClipWindows:
 
     def check_length(self, seq_len: int) -> None:
         """Raises DataError when no clip has `seq_len` frames."""
-        longest = max(len(b) for b in self._boxes)
+        longest = int(self._lengths.max())
         if seq_len > longest:
             raise DataError(f"{self.root}: training clips {', '.join(self.names)} have at most "
                             f"{longest} frames, fewer than sequences of {seq_len}")
@@ -89,10 +91,9 @@ class ClipWindows:
     def sample(self, rng: np.random.Generator, seq_len: int) -> dict[str, np.ndarray]:
         """One training window of `seq_len` frames (see the module docstring)."""
         self.check_length(seq_len)
-        counts = np.array([len(b) for b in self._boxes], float)
-        usable = counts >= seq_len
-        clip = int(rng.choice(len(counts), p=usable * counts / (usable * counts).sum()))
-        n = int(counts[clip])
+        weight = self._lengths * (self._lengths >= seq_len)  # clips by frames, if long enough
+        clip = int(rng.choice(len(weight), p=weight / weight.sum()))
+        n = int(self._lengths[clip])
         strides = [s for s in STRIDES if (seq_len - 1) * s + 1 <= n]
         stride = strides[int(rng.integers(len(strides)))]
         span = (seq_len - 1) * stride + 1
@@ -148,5 +149,4 @@ def _render_window(frames: Sequence[Image.Image], boxes: np.ndarray, crop: np.nd
 def window_batch(windows: ClipWindows, rng: np.random.Generator, n: int,
                  seq_len: int) -> dict[str, np.ndarray]:
     """`n` windows stacked: frames (n, T, H, W, 3), boxes (n, T, 4), presence (n, T)."""
-    samples = [windows.sample(rng, seq_len) for _ in range(n)]
-    return {k: np.stack([s[k] for s in samples]) for k in ("frames", "boxes", "presence")}
+    return stack_sequences([windows.sample(rng, seq_len) for _ in range(n)])
