@@ -64,6 +64,7 @@ from hart_tf.data.images import (
     read_images,
     write_png_atomic,
 )
+from hart_tf.data.pipeline import batch_sequences
 
 CLASSES = (
     "Car",
@@ -477,12 +478,7 @@ def batch_samples(
     samples: Iterable[dict[str, np.ndarray]], batch_size: int
 ) -> Iterator[dict[str, np.ndarray]]:
     """Stacks consecutive samples into batches with a leading B axis; drops the remainder."""
-    batch: list[dict[str, np.ndarray]] = []
-    for sample in samples:
-        batch.append(sample)
-        if len(batch) == batch_size:
-            yield {k: np.stack([s[k] for s in batch]) for k in batch[0]}  # (B, T, ...)
-            batch = []
+    return batch_sequences(samples, batch_size)  # (B, T, ...)
 
 
 def kitti_batches(
