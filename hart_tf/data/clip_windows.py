@@ -12,10 +12,10 @@ filter, as the tracker resizes clip frames, into the same dict as the synthetic 
 `frames` uint8 (T, H, W, 3), `boxes` float32 (T, 4) as (y, x, h, w) in pixels of the
 resized crop, `presence` float32 (T,) (the clips have a box on every frame).
 
-The named clips' frames are decoded once and held in memory at their own size (the six clips
-of ../shared/data/real_clips: ~350 MB), which suits a handful of clips, not a whole
-GOT-10k. Deterministic: a window is a pure function of the generator it is given. NumPy and
-PIL only; never imports the model.
+The named clips' frames are decoded once and held in memory at their own size (frames x
+height x width x 3 bytes: 347 MB for the six clips of ../shared/data/real_clips), which suits
+a handful of clips, not a whole GOT-10k. Deterministic: a window is a pure function of the
+generator it is given. NumPy and PIL only; never imports the model.
 """
 
 from __future__ import annotations
