@@ -33,6 +33,7 @@ def synthetic_config(options) -> synthetic.SyntheticConfig:
         n_distractors=(min(1, most), most),
         distractor_jitter=options.distractor_jitter,
         distractor_front_prob=options.distractor_front_prob,
+        distractor_cross_speed=options.distractor_cross_speed,
         occlusion_prob=options.occlusion_prob,
     )
 

@@ -32,6 +32,10 @@ flags.DEFINE_float("distractor_jitter", _DATA.distractor_jitter,
 flags.DEFINE_float("distractor_front_prob", _DATA.distractor_front_prob,
                    "Synthetic data: probability that a distractor passes in front of the "
                    "target (hiding it) rather than behind.")
+flags.DEFINE_float("distractor_cross_speed", _DATA.distractor_cross_speed,
+                   "Synthetic data: 0 moves each look-alike on its own random path past the "
+                   "target; > 0 makes it cross the target's path once, in a straight line at "
+                   "this speed relative to the target (pixels per frame).")
 flags.DEFINE_float("occlusion_prob", _DATA.occlusion_prob,
                    "Synthetic data: probability that an occluding bar passes in front of the "
                    "target.")
@@ -123,6 +127,8 @@ flags.register_validator("num_distractors_max", lambda v: v >= 0,
                          message="--num_distractors_max must be >= 0")
 flags.register_validator("distractor_jitter", lambda v: v >= 0,
                          message="--distractor_jitter must be >= 0")
+flags.register_validator("distractor_cross_speed", lambda v: v >= 0,
+                         message="--distractor_cross_speed must be >= 0")
 flags.register_validator("occlusion_prob", lambda v: 0.0 <= v <= 1.0,
                          message="--occlusion_prob must be in [0, 1]")
 flags.register_validator("distractor_front_prob", lambda v: 0.0 <= v <= 1.0,

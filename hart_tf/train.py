@@ -51,6 +51,7 @@ def options_from_flags() -> TrainOptions:
         num_distractors_max=FLAGS.num_distractors_max,
         distractor_jitter=FLAGS.distractor_jitter,
         distractor_front_prob=FLAGS.distractor_front_prob,
+        distractor_cross_speed=FLAGS.distractor_cross_speed,
         occlusion_prob=FLAGS.occlusion_prob,
         train_clips_dir=FLAGS.train_clips_dir,
         train_clips=tuple(FLAGS.train_clips or ()),

@@ -63,6 +63,7 @@ class TrainOptions:
     num_distractors_max: int = SyntheticConfig.n_distractors[1]
     distractor_jitter: float = SyntheticConfig.distractor_jitter
     distractor_front_prob: float = SyntheticConfig.distractor_front_prob
+    distractor_cross_speed: float = SyntheticConfig.distractor_cross_speed
     occlusion_prob: float = SyntheticConfig.occlusion_prob
     # Real clips mixed into the synthetic training batches (`hart_tf.data.clip_windows`):
     # the folder, the clips taken (the folder's other clips stay held out) and their share.

@@ -106,6 +106,7 @@ def test_attention_tightness_flag_reaches_the_config_and_its_serialisation():
 @pytest.mark.parametrize("flag,message", [
     ("--num_distractors_max=-1", "--num_distractors_max must be >= 0"),
     ("--distractor_jitter=-0.1", "--distractor_jitter must be >= 0"),
+    ("--distractor_cross_speed=-0.5", "--distractor_cross_speed must be >= 0"),
     ("--occlusion_prob=1.5", "--occlusion_prob must be in [0, 1]"),
 ])
 def test_bad_synthetic_data_flags(capsys, out, flag, message):

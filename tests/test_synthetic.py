@@ -134,6 +134,51 @@ def test_distractors_cross_target_and_look_alike():
     assert np.median(closest) < 0.6  # most pass right over it
 
 
+CROSS = SyntheticConfig(distractor_cross_speed=6.0)
+
+
+def test_crossing_distractors_pass_once_in_a_straight_line():
+    for i in range(20):
+        seq = make_sequence(sequence_rng("train", 5, i), 31, CROSS, with_extras=True)
+        target, dis = _centres(seq["boxes"]), _centres(seq["distractor_boxes"])  # (T, 2), (T, N, 2)
+        step = np.diff(dis, axis=0)  # (T - 1, N, 2)
+        np.testing.assert_allclose(step, np.broadcast_to(step[:1], step.shape), atol=1e-3)
+        # At one frame of the middle half (7 to 23 of 31) it moves at the crossing speed
+        # relative to the target's own step there, and it is close to the target then.
+        rel = np.linalg.norm(step - np.diff(target, axis=0)[:, None], axis=-1)  # (T - 1, N)
+        at = np.abs(rel[7:24] - 6.0).argmin(0) + 7  # (N,)
+        assert (np.abs(rel[at, np.arange(len(at))] - 6.0) < 1e-3).all(), rel
+        size = np.sqrt(seq["boxes"][at, 2] * seq["boxes"][at, 3])  # (N,)
+        gap = np.linalg.norm(dis[at, np.arange(len(at))] - target[at], axis=-1)
+        assert (gap < 1.5 * size).all(), (gap, size)
+
+
+def _overlap_fraction(cfg, n=64, t_len=31):
+    """Fraction of a look-alike's frames in which its box intersects the target's."""
+    hits = []
+    for i in range(n):
+        target, *dis = synthetic._make_objects(sequence_rng("test", 0, i), t_len, cfg)
+        for d in dis:
+            apart = np.abs(d.pos - target.pos) >= (d.size + target.size) / 2  # (T, 2)
+            hits.append(~apart.any(-1))
+    return np.mean(hits)
+
+
+def test_crossing_look_alikes_leave_the_target_sooner():
+    # The default look-alikes travel beside the target for much of the video; crossing ones
+    # overlap it for a few frames each.
+    assert _overlap_fraction(CROSS) < 0.6 * _overlap_fraction(CFG)
+
+
+def test_look_alike_outside_the_frame_draws_nothing():
+    target, dis, *_ = synthetic._make_objects(sequence_rng("train", 9, 0), 2, CROSS)
+    dis.pos = np.array([[-60.0, -60.0], [200.0, 300.0]])  # wholly outside in both frames
+    alone, both = np.zeros((2, 2, 96, 128, 3), np.uint8)
+    synthetic._draw(alone, [target])
+    synthetic._draw(both, [dis, target])
+    np.testing.assert_array_equal(alone, both)
+
+
 def test_distractors_share_the_targets_look():
     for i in range(10):
         objs = synthetic._make_objects(sequence_rng("train", 9, i), 1, CFG)
@@ -210,6 +255,7 @@ def test_small_images_and_single_frame():
         (dict(n_distractors=(2, 1)), "n_distractors"),
         (dict(occlusion_prob=1.5), "occlusion_prob"),
         (dict(max_speed=-1.0), "max_speed"),
+        (dict(distractor_cross_speed=-1.0), "distractor_cross_speed"),
     ],
 )
 def test_bad_config_raises(kwargs, match):
@@ -266,3 +312,21 @@ def test_data_flags_shape_training_and_test_sequences(argv, n_distractors, jitte
     assert extras["distractor_boxes"].shape[1] <= n_distractors[1]
     if n_distractors == (0, 0):
         assert extras["distractor_boxes"].shape[1] == 0
+
+
+def test_cross_speed_flag_reaches_the_data():
+    from absl import flags as absl_flags
+
+    from hart_tf import cli, datasets
+    from hart_tf.train import options_from_flags
+
+    absl_flags.FLAGS.unparse_flags()
+    try:
+        cli.parse_flags(["train", "--distractor_cross_speed=6"])
+        options = options_from_flags()
+    finally:
+        absl_flags.FLAGS.unparse_flags()
+    cfg = datasets.synthetic_config(options)
+    assert cfg == CROSS
+    test = datasets.eval_set(options, "test", n=2, length=3)
+    np.testing.assert_array_equal(test["boxes"], synthetic.fixed_set("test", 2, 3, CROSS)["boxes"])

@@ -4,7 +4,9 @@ Each sequence has a slowly panning textured background, one textured target that
 smooth random velocity and acceleration while its scale and aspect drift, 1-3 look-alike
 distractors (same shape, perturbed colour, texture and size) that cross the target's path,
 and sometimes an occluding bar that passes in front of it. Spatial attention alone follows
-whichever look-alike is nearest; the appearance stream has to tell them apart.
+whichever look-alike is nearest; the appearance stream has to tell them apart. By default a
+look-alike's own random path takes it past the target slowly, so it often travels beside it;
+`SyntheticConfig.distractor_cross_speed` makes each cross the target once, in a straight line.
 
 Frames are rendered with anti-aliased signed-distance shapes, vectorised over time and over
 look-alike objects: each object is drawn into one small crop per frame, gathered and
@@ -47,6 +49,14 @@ class SyntheticConfig:
         distractor_jitter: relative perturbation of a distractor's size, colour and texture.
         distractor_front_prob: probability that a distractor is drawn in front of the target
             (hiding it while they cross) rather than behind it.
+        distractor_cross_speed: 0 (the default): each distractor moves on its own smooth
+            random path, like the target's, that passes close to the target at a random
+            middle frame and bounces off the borders; their relative speed is whatever the two
+            velocities give, often slow, so a look-alike tends to travel beside the target for
+            much of the video. > 0: each distractor crosses the target's path once instead: a
+            straight line through the same meeting point, at this speed relative to the
+            target's velocity there (pixels per frame, in a random direction), leaving the
+            frame at the borders rather than bouncing back.
         occlusion_prob: probability that an occluder passes in front of the target.
         pan_speed: maximum background pan, pixels per frame (integer steps).
         allow_leave: let the target leave the frame (presence 0 from its centre's first
@@ -66,6 +76,7 @@ class SyntheticConfig:
     n_distractors: tuple[int, int] = (1, 3)
     distractor_jitter: float = 0.15
     distractor_front_prob: float = 0.5
+    distractor_cross_speed: float = 0.0
     occlusion_prob: float = 0.5
     pan_speed: float = 0.5
     allow_leave: bool = False
@@ -110,7 +121,8 @@ class SyntheticConfig:
                 f"SyntheticConfig.target_size {self.target_size} is too big for "
                 f"image_size {self.image_size}"
             )
-        for name in ("max_speed", "accel", "scale_rate", "distractor_jitter", "pan_speed"):
+        for name in ("max_speed", "accel", "scale_rate", "distractor_jitter", "pan_speed",
+                     "distractor_cross_speed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SyntheticConfig.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -389,8 +401,18 @@ def _make_objects(rng: np.random.Generator, t_len: int, cfg: SyntheticConfig) ->
     # Each distractor passes close to the target at a random frame of the middle half.
     t_cross = _middle_frame(u[1:, 6], t_len)  # (n_dis,)
     offset = 0.3 * np.exp(log0[0, 0]) * z[1:, 2 * t2 + 4 : 2 * t2 + 6]
-    rel = disp[1:] - disp[np.arange(1, n), t_cross][:, None]  # (n_dis, T, 2)
-    pos[1:] = _fold((pos[0, t_cross] + offset)[:, None] + rel, low[1:], high[1:])
+    meet = (pos[0, t_cross] + offset)[:, None]  # (n_dis, 1, 2)
+    if cfg.distractor_cross_speed > 0:
+        # A straight crossing at a set speed relative to the target's actual step there (the
+        # distractor's own direction draw, as in its random path below).
+        target_step = pos[0, np.minimum(t_cross + 1, t_len - 1)] - pos[0, t_cross]  # (n_dis, 2)
+        across = np.concatenate([np.sin(ang[1:]), np.cos(ang[1:])], 1)  # (n_dis, 2)
+        vel_d = target_step + cfg.distractor_cross_speed * across
+        frames_off = (np.arange(t_len) - t_cross[:, None])[:, :, None]  # (n_dis, T, 1)
+        pos[1:] = meet + vel_d[:, None] * frames_off
+    else:
+        rel = disp[1:] - disp[np.arange(1, n), t_cross][:, None]  # (n_dis, T, 2)
+        pos[1:] = _fold(meet + rel, low[1:], high[1:])
 
     look = _random_look(rng)
     objects = [_Object(pos[0], size[0], **look)]
