@@ -403,8 +403,8 @@ def _make_objects(rng: np.random.Generator, t_len: int, cfg: SyntheticConfig) ->
     offset = 0.3 * np.exp(log0[0, 0]) * z[1:, 2 * t2 + 4 : 2 * t2 + 6]
     meet = (pos[0, t_cross] + offset)[:, None]  # (n_dis, 1, 2)
     if cfg.distractor_cross_speed > 0:
-        # A straight crossing at a set speed relative to the target's actual step there (the
-        # distractor's own direction draw, as in its random path below).
+        # A straight crossing at a set speed relative to the target's actual step there, in
+        # the direction drawn for the distractor's initial velocity above.
         target_step = pos[0, np.minimum(t_cross + 1, t_len - 1)] - pos[0, t_cross]  # (n_dis, 2)
         across = np.concatenate([np.sin(ang[1:]), np.cos(ang[1:])], 1)  # (n_dis, 2)
         vel_d = target_step + cfg.distractor_cross_speed * across
