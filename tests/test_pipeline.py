@@ -36,6 +36,28 @@ def test_stack_sequences_rejects_mismatch():
         pipeline.stack_sequences([])
 
 
+@pytest.mark.parametrize("mirror", [False, True])
+def test_padded_window_pads_and_mirrors_boxes_with_pixels(mirror):
+    # Two frames, each with one white rectangle at its box; padded to 4 steps.
+    boxes = np.array([[3, 5, 6, 8], [10, 20, 4, 12]], np.float32)  # (y, x, h, w)
+    images = np.zeros((2, *SIZE, 3), np.uint8)
+    for t, (y, x, h, w) in enumerate(boxes.astype(int)):
+        images[t, y : y + h, x : x + w] = 255
+    given = boxes.copy()
+    out = pipeline.padded_window(images, boxes, 4, mirror=mirror)
+    np.testing.assert_array_equal(boxes, given)  # the caller's boxes are not touched
+    assert out["frames"].shape == (4, *SIZE, 3) and out["frames"].dtype == np.uint8
+    np.testing.assert_array_equal(out["presence"], [1, 1, 0, 0])
+    assert not out["frames"][2:].any() and not out["boxes"][2:].any()
+    for t in range(2):  # the box is where the rectangle's pixels are
+        ys, xs = np.nonzero(out["frames"][t, ..., 0])
+        np.testing.assert_array_equal(
+            out["boxes"][t], [ys.min(), xs.min(), ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()]
+        )
+    expected_x = SIZE[1] - given[:, 1] - given[:, 3] if mirror else given[:, 1]
+    np.testing.assert_array_equal(out["boxes"][:2, 1], expected_x)
+
+
 def test_batch_sequences():
     seqs = (_seq(2, i) for i in range(5))
     batches = list(pipeline.batch_sequences(seqs, 2))

@@ -64,7 +64,7 @@ from hart_tf.data.images import (
     read_images,
     write_png_atomic,
 )
-from hart_tf.data.pipeline import batch_sequences
+from hart_tf.data.pipeline import batch_sequences, padded_window
 
 CLASSES = (
     "Car",
@@ -426,18 +426,7 @@ def load_sample(
     images = read_images(paths, frame_size, seq.stored_size, pool)  # (L, H, W, 3)
     height, width = seq.native_size
     boxes *= np.array([frame_size[0] / height, frame_size[1] / width] * 2, np.float32)
-    if window.mirror:
-        images = images[:, :, ::-1]
-        boxes[:, 1] = frame_size[1] - boxes[:, 1] - boxes[:, 3]
-    out = {
-        "frames": np.zeros((seq_len, *frame_size, 3), np.uint8),  # (T, H, W, 3)
-        "boxes": np.zeros((seq_len, 4), np.float32),
-        "presence": np.zeros((seq_len,), np.float32),
-    }
-    out["frames"][: window.length] = images
-    out["boxes"][: window.length] = boxes
-    out["presence"][: window.length] = 1.0
-    return out
+    return padded_window(images, boxes, seq_len, mirror=window.mirror)
 
 
 def kitti_samples(

@@ -35,6 +35,7 @@ import numpy as np
 from hart_tf.data.errors import DataError
 from hart_tf.data.images import print_progress, read_images, write_png_atomic
 from hart_tf.data.kitti import batch_samples, window_starts
+from hart_tf.data.pipeline import padded_window
 
 ACTIONS = {
     1: "boxing",
@@ -207,19 +208,8 @@ def load_kth_sample(
         offsets = offsets[::-1]
     paths = [os.path.join(frame_dir, clip.video, f"{clip.start + o:06d}.png") for o in offsets]
     images = read_images(paths, FRAME_SIZE, FRAME_SIZE, pool)  # (L, 120, 160, 3)
-    boxes = clip.boxes[offsets].copy()  # (L, 4)
-    if window.mirror:
-        images = images[:, :, ::-1]
-        boxes[:, 1] = FRAME_SIZE[1] - boxes[:, 1] - boxes[:, 3]
-    out = {
-        "frames": np.zeros((seq_len, *FRAME_SIZE, 3), np.uint8),  # (T, H, W, 3)
-        "boxes": np.zeros((seq_len, 4), np.float32),
-        "presence": np.zeros((seq_len,), np.float32),
-    }
-    out["frames"][: window.length] = images
-    out["boxes"][: window.length] = boxes
-    out["presence"][: window.length] = 1.0
-    return out
+    boxes = clip.boxes[offsets]  # (L, 4)
+    return padded_window(images, boxes, seq_len, mirror=window.mirror)
 
 
 def kth_samples(

@@ -22,6 +22,30 @@ DTYPES = {"frames": np.uint8, "boxes": np.float32, "presence": np.float32}
 BatchFn = Callable[[int], Mapping[str, np.ndarray]]
 
 
+def padded_window(
+    images: np.ndarray, boxes: np.ndarray, seq_len: int, mirror: bool = False
+) -> dict[str, np.ndarray]:
+    """One window of L <= seq_len frames as the per-sequence dict, zero-padded to seq_len.
+
+    `images` (L, H, W, 3) uint8 and `boxes` (L, 4) float32 (y, x, h, w) in its pixels;
+    `mirror` flips the window left to right, boxes with it. Padded steps have presence 0.
+    """
+    length, height, width = images.shape[:3]
+    boxes = np.array(boxes, np.float32)  # a copy: mirroring must not touch the caller's
+    if mirror:
+        images = images[:, :, ::-1]
+        boxes[:, 1] = width - boxes[:, 1] - boxes[:, 3]
+    out = {
+        "frames": np.zeros((seq_len, height, width, 3), np.uint8),  # (T, H, W, 3)
+        "boxes": np.zeros((seq_len, 4), np.float32),
+        "presence": np.zeros((seq_len,), np.float32),
+    }
+    out["frames"][:length] = images
+    out["boxes"][:length] = boxes
+    out["presence"][:length] = 1.0
+    return out
+
+
 def stack_sequences(sequences: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Stacks per-sequence dicts ([T, ...] arrays) into one batch dict ([B, T, ...])."""
     if not sequences:
