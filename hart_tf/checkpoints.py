@@ -224,6 +224,17 @@ class CheckpointManager:
         return self._paths("best")[0], self.verify("best")
 
 
+def trained_data(keras_path: str | os.PathLike) -> dict | None:
+    """The data record saved beside a checkpoint (`datasets.data_record`), or None for a bare
+    `.keras` file or a checkpoint written before runs recorded their data."""
+    try:
+        state = json.loads(Path(keras_path).with_suffix(".json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    data = state.get("data") if isinstance(state, dict) else None
+    return data if isinstance(data, dict) else None
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A `.keras` file, or a run folder (its best checkpoint, else its latest)."""
     p = Path(path)

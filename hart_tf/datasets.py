@@ -38,6 +38,30 @@ def synthetic_config(options) -> synthetic.SyntheticConfig:
     )
 
 
+# The flags that shape the synthetic data, recorded with every checkpoint.
+SYNTHETIC_DATA_FLAGS = ("texture_source", "num_distractors_max", "distractor_jitter",
+                        "distractor_front_prob", "distractor_cross_speed", "occlusion_prob")
+
+
+def data_record(options) -> dict:
+    """What a run trains on, by flag name: the dataset and, for synthetic, its data flags."""
+    record = {"dataset": options.dataset}
+    if options.dataset == "synthetic":
+        record.update({name: getattr(options, name) for name in SYNTHETIC_DATA_FLAGS})
+    return record
+
+
+def data_mismatch(trained: dict | None, options) -> str | None:
+    """The synthetic data flags that differ between a run's training and these options, as
+    "--flag=trained (here value)" phrases; None when they agree or either is not synthetic."""
+    if not trained or trained.get("dataset") != "synthetic" or options.dataset != "synthetic":
+        return None
+    here = data_record(options)
+    differ = [f"--{k}={trained[k]} (here {here[k]})"
+              for k in SYNTHETIC_DATA_FLAGS if k in trained and trained[k] != here[k]]
+    return ", ".join(differ) or None
+
+
 # First word of the real windows' seed: their stream is apart from the synthetic ones.
 _CLIP_STREAM = 4
 

@@ -10,13 +10,23 @@ scores OpenCV trackers on the same sequences beside HART (needs the bench extra)
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from hart_tf import cli, datasets
-from hart_tf.checkpoints import resolve_checkpoint
+from hart_tf.checkpoints import resolve_checkpoint, trained_data
 from hart_tf.cli import FLAGS
 from hart_tf.evaluation import evaluate_model, evaluate_opencv, write_report
 from hart_tf.saving import load_model
+
+
+def warn_if_other_data(path: Path, options) -> None:
+    """One warning line when the checkpoint was trained on other synthetic data flags than
+    these options choose for the test set (scoring it there is allowed: it is a different
+    question)."""
+    if differ := datasets.data_mismatch(trained_data(path), options):
+        print(f"warning: {path} was trained on other synthetic data: {differ}; pass its "
+              "flags to score it on its own test set", file=sys.stderr)
 
 
 def evaluate_checkpoint(checkpoint: str, dataset: str, out_dir: str | None,
@@ -40,6 +50,7 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, out_dir: str | None,
     options = options_from_flags()
     options.config = model.config
     options.dataset = dataset
+    warn_if_other_data(path, options)
     steps = eval_steps or (60 if dataset == "kitti" else 30)
     data = datasets.eval_set(options, "test", n=eval_sequences, length=steps + 1)
     result = evaluate_model(model, data, batch_size=batch_size)

@@ -342,6 +342,9 @@ class _Trainer:
             self.resume_metrics = state["metrics"]
         print(f"Resumed {self.options.run_dir} at step {self.step} "
               f"(epoch {self.epoch}, T={self.curriculum.length}) from {path.name}")
+        if differ := datasets.data_mismatch(state.get("data"), self.options):
+            print(f"warning: {path.name} was trained on other synthetic data: {differ}; "
+                  "training goes on with this run's flags", file=sys.stderr)
 
     # ---- logging ------------------------------------------------------------------------
 
@@ -392,6 +395,7 @@ class _Trainer:
             "best_iou": self.best_iou,
             "curriculum": self.curriculum.state(),
             "config": self.options.config.to_dict(),
+            "data": datasets.data_record(self.options),
             "data_batches": self.step,
             "history": self.history,
             "backend": keras.backend.backend(),
@@ -528,6 +532,7 @@ def train(options: TrainOptions) -> dict:
         result = evaluate_model(model, test, batch_size=options.batch_size)
         summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
         summary["checkpoint"] = str(best[0]) if best else None
+    summary["data"] = datasets.data_record(options)
     if trainer.source.clips is not None:
         clips = trainer.source.clips
         summary["train_clips"] = {"dir": str(clips.root), "trained_on": clips.names,

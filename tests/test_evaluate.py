@@ -114,3 +114,26 @@ def test_evaluate_cli_without_opencv_says_what_to_install(tiny_checkpoint, capsy
     monkeypatch.setattr(baselines, "_import_cv2", missing)
     assert _error([f"--checkpoint={tiny_checkpoint}", "--opencv_baselines=csrt"], capsys) == (
         "error: --opencv_baselines needs OpenCV: pip install -e '.[bench]'")
+
+
+def test_evaluate_warns_when_the_test_data_is_not_what_the_run_trained_on(
+        tiny_checkpoint, tmp_path, capsys):
+    from hart_tf.checkpoints import CheckpointManager
+    from hart_tf.saving import load_model
+
+    model = load_model(tiny_checkpoint)
+    trained = {"dataset": "synthetic", "texture_source": "procedural",
+               "num_distractors_max": 0, "distractor_jitter": 0.15,
+               "distractor_front_prob": 0.5, "distractor_cross_speed": 6.0,
+               "occlusion_prob": 0.5}
+    CheckpointManager(tmp_path / "run", keep=1).save(
+        model, {"step": 1, "config": model.config.to_dict(), "data": trained}, best=True)
+    common = [f"--checkpoint={tmp_path / 'run'}", "--eval_sequences=1", "--eval_steps=2",
+              "--num_distractors_max=0", f"--out_dir={tmp_path / 'out'}"]
+    err = _run(common, capsys).err
+    assert (f"warning: {tmp_path / 'run' / 'best.keras'} was trained on other synthetic data: "
+            "--distractor_cross_speed=6.0 (here 0.0); pass its flags to score it on its own "
+            "test set") in err.splitlines()
+    assert "warning" not in _run([*common, "--distractor_cross_speed=6"], capsys).err
+    # A bare .keras file (no record beside it) is scored without a word.
+    assert "warning" not in _run([f"--checkpoint={tiny_checkpoint}", *common[1:]], capsys).err

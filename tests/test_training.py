@@ -65,17 +65,26 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
     state = json.loads((run / "ckpt-2.json").read_text())
     assert (state["step"], state["epoch"], state["epoch_step"]) == (2, 1, 0)
     assert state["curriculum"]["index"] == 1  # threshold 0: grows after one epoch
+    assert state["data"] == {  # what it trained on, by flag name
+        "dataset": "synthetic", "texture_source": "procedural", "num_distractors_max": 3,
+        "distractor_jitter": 0.15, "distractor_front_prob": 0.5, "distractor_cross_speed": 0.0,
+        "occlusion_prob": 0.5}
     assert len(list(logdir.glob("events.out.tfevents.*"))) == 1
 
-    _main([*args, "--epochs=2"])
-    out = capsys.readouterr().out
+    # Resumed on other data flags: it goes on, and says so in one line.
+    _main([*args, "--epochs=2", "--distractor_cross_speed=2"])
+    out, err = capsys.readouterr()
     assert f"Resumed {run} at step 2 (epoch 1, T=3) from ckpt-2.keras" in out
+    assert ("warning: ckpt-2.keras was trained on other synthetic data: "
+            "--distractor_cross_speed=0.0 (here 2.0); training goes on with this run's "
+            "flags") in err.splitlines()
     report = json.loads(out[out.index("{"):out.rindex("}") + 1])
     assert report["checkpoint"] == str(run / "best.keras")
     assert report["test"]["steps"] == 2 and report["test"]["sequences"] == 2
     assert out.strip().splitlines()[-1].startswith("Test mean IoU over 2 steps: ")
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["step"], summary["epoch"], summary["length"]) == (4, 2, 3)
+    assert summary["data"]["distractor_cross_speed"] == 2.0
     assert [h["length"] for h in summary["history"]] == [2, 3]
     assert json.loads((run / "best.json").read_text())["step"] == 4  # first epoch at T=3
 

@@ -145,6 +145,7 @@ def main(argv):
         return 2
     from hart_tf import datasets
     from hart_tf.checkpoints import resolve_checkpoint
+    from hart_tf.evaluate import warn_if_other_data
     from hart_tf.evaluation import predict
     from hart_tf.saving import load_model
     from hart_tf.train import options_from_flags
@@ -155,6 +156,7 @@ def main(argv):
     # The same fixed test set as `python -m hart_tf.evaluate` (dataset and texture flags).
     options = options_from_flags()
     options.config = model.config
+    warn_if_other_data(path, options)
     synthetic = options.dataset == "synthetic"
     data = datasets.eval_set(options, "test", n=FLAGS.eval_sequences, length=steps + 1,
                              with_extras=synthetic)
