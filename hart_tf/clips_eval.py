@@ -144,7 +144,7 @@ def evaluate_clips(
     Returns:
         The record written to `clips_results.json`: per-sequence and pooled scores per tracker.
     """
-    from hart_tf.checkpoints import resolve_checkpoint
+    from hart_tf.checkpoints import resolve_checkpoint, trained_data
 
     if not data_dir:
         raise ValueError("--dataset=clips needs --data_dir: a folder of sequence folders, each "
@@ -162,6 +162,11 @@ def evaluate_clips(
             raise ValueError(f"--data_dir={data_dir}: no sequence {', '.join(unknown)} "
                              f"(found {', '.join(names)})")
         names = [n for n in names if n in set(sequences)]
+    # Clips the run trained on (`--train_clips`, matched by name) score fitting, not tracking.
+    trained_on = [n for n in names if n in (trained_data(path) or {}).get("train_clips", [])]
+    if trained_on:
+        print(f"warning: {path} was trained on {', '.join(trained_on)}: their scores are not "
+              "held-out results (--clips chooses the clips to score)", file=sys.stderr)
     out = Path(out_dir) if out_dir else path.parent / "eval_clips"
     out.mkdir(parents=True, exist_ok=True)
     trackers, skipped = _trackers(path, with_csrt)
@@ -190,6 +195,7 @@ def evaluate_clips(
         "max_frames": max_frames,
         "trackers": list(trackers),
         "skipped": skipped,
+        "trained_on": trained_on,
         "sequences": {
             name: {"frames": int(len(r["gt"])),
                    "scores": {t: {k: v for k, v in r[t].items() if k not in ("ious", "boxes")}
@@ -206,7 +212,9 @@ def evaluate_clips(
     (out / RESULTS_MD).write_text(
         f"Checkpoint `{path}` on `{data_dir}`"
         + (f" (first {max_frames} frames of each clip)" if max_frames else "")
-        + ". Scores over frames 1..N-1 from the first box; P@20: centre within 20 px.\n\n"
+        + ". Scores over frames 1..N-1 from the first box; P@20: centre within 20 px."
+        + (f" Trained on {', '.join(trained_on)}: not held out." if trained_on else "")
+        + "\n\n"
         + table + "\n")
     print(table)
     print(f"Wrote {out / RESULTS_JSON} and {out / RESULTS_MD}")

@@ -44,10 +44,13 @@ SYNTHETIC_DATA_FLAGS = ("texture_source", "num_distractors_max", "distractor_jit
 
 
 def data_record(options) -> dict:
-    """What a run trains on, by flag name: the dataset and, for synthetic, its data flags."""
+    """What a run trains on, by flag name: the dataset and, for synthetic, its data flags and
+    the real clips mixed in (`train_clips`, by name)."""
     record = {"dataset": options.dataset}
     if options.dataset == "synthetic":
         record.update({name: getattr(options, name) for name in SYNTHETIC_DATA_FLAGS})
+        if options.train_clips:
+            record["train_clips"] = list(options.train_clips)
     return record
 
 

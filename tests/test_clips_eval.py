@@ -112,3 +112,33 @@ def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path):  # noqa: F81
     assert list(record["sequences"]) == ["Jogging1"]
     assert record["sequences"]["Jogging1"]["frames"] == 4
     assert "| Jogging1 | 4 |" in run.stdout
+
+
+def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, tmp_path,  # noqa: F811
+                                            capsys):
+    from hart_tf import datasets
+    from hart_tf.checkpoints import CheckpointManager
+    from hart_tf.saving import load_model
+    from hart_tf.training import TrainOptions
+
+    model = load_model(untrained_checkpoint)
+    options = TrainOptions(config=model.config, train_clips=("Car1", "Dog1"),
+                           train_clips_dir=str(shared_data / "real_clips"))
+    trained = datasets.data_record(options)
+    assert trained["train_clips"] == ["Car1", "Dog1"]
+    CheckpointManager(tmp_path / "run", keep=1).save(
+        model, {"step": 1, "config": model.config.to_dict(), "data": trained}, best=True)
+    record = clips_eval.evaluate_clips(tmp_path / "run", shared_data / "real_clips",
+                                       tmp_path / "out", max_frames=3, sequences=TWO,
+                                       with_csrt=False, strips=False)
+    assert record["trained_on"] == ["Car1"]  # David was not trained on
+    err = capsys.readouterr().err
+    assert (f"warning: {tmp_path / 'run' / 'best.keras'} was trained on Car1: their scores are "
+            "not held-out results (--clips chooses the clips to score)") in err.splitlines()
+    table = (tmp_path / "out" / clips_eval.RESULTS_MD).read_text()
+    assert "Trained on Car1: not held out." in table
+    # A checkpoint without a record (or not trained on these clips) says nothing.
+    record = clips_eval.evaluate_clips(untrained_checkpoint, shared_data / "real_clips",
+                                       tmp_path / "out2", max_frames=3, sequences=TWO,
+                                       with_csrt=False, strips=False)
+    assert record["trained_on"] == [] and "warning" not in capsys.readouterr().err
