@@ -163,7 +163,8 @@ def evaluate_clips(
                              f"(found {', '.join(names)})")
         names = [n for n in names if n in set(sequences)]
     # Clips the run trained on (`--train_clips`, matched by name) score fitting, not tracking.
-    trained_on = [n for n in names if n in (trained_data(path) or {}).get("train_clips", [])]
+    trained_clips = set((trained_data(path) or {}).get("train_clips", []))
+    trained_on = [n for n in names if n in trained_clips]
     if trained_on:
         print(f"warning: {path} was trained on {', '.join(trained_on)}: their scores are not "
               "held-out results (--clips chooses the clips to score)", file=sys.stderr)
