@@ -39,6 +39,8 @@ class HARTConfig:
         attention_loss: train the spatial attention with its own loss.
         appearance_loss: train the location map with its own loss.
         attention_tightness: weight of the attention loss's area term (1 as the original).
+        distance_loss: weight of a centre-distance penalty (DIoU's) added to the tracking
+            and attention losses, which gives a lost box a gradient back (0: the paper).
         l2_weight: L2 penalty on weight matrices (and the DFN's dynamic weights).
         att_gain: initial value of the attention-update gate logit c.
         box_readout: "image" (the paper: box = attention box + tanh(.) x image size) or
@@ -71,6 +73,7 @@ class HARTConfig:
     attention_loss: bool = True
     appearance_loss: bool = True
     attention_tightness: float = 1.0
+    distance_loss: float = 0.0
     l2_weight: float = 1e-4
     att_gain: float = -2.5
     box_readout: str = "image"
@@ -120,6 +123,8 @@ class HARTConfig:
             raise ValueError(f"zoneout must be in [0, 1), got {self.zoneout}")
         if self.attention_tightness < 0:
             raise ValueError(f"attention_tightness must be >= 0, got {self.attention_tightness}")
+        if self.distance_loss < 0:
+            raise ValueError(f"distance_loss must be >= 0, got {self.distance_loss}")
 
     @property
     def feature_shape(self) -> tuple[int, int]:

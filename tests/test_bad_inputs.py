@@ -85,6 +85,32 @@ def test_negative_attention_tightness(capsys, out):
         "error: flag --attention_tightness=-1.0: --attention_tightness must be >= 0")
 
 
+def test_negative_distance_loss(capsys, out):
+    assert _error(capsys, _args(out, "--distance_loss=-1")) == (
+        "error: flag --distance_loss=-1.0: --distance_loss must be >= 0")
+
+
+def test_distance_loss_flag_reaches_the_config_and_its_serialisation():
+    from absl import flags as absl_flags
+
+    from hart_tf import cli
+    from hart_tf.model import HART
+
+    absl_flags.FLAGS.unparse_flags()
+    try:
+        cli.parse_flags(["train", "--distance_loss=0.5"])
+        config = cli.config_from_flags()
+        absl_flags.FLAGS.unparse_flags()
+        cli.parse_flags(["train"])
+        assert cli.config_from_flags().distance_loss == 0.0  # the paper's loss by default
+    finally:
+        absl_flags.FLAGS.unparse_flags()
+    assert config.distance_loss == 0.5
+    model = HART(config.replace(image_size=(64, 64), glimpse_size=(8, 8), v1_channels=8,
+                                rnn_units=12, dorsal_units=10))
+    assert HART.from_config(model.get_config()).config.distance_loss == 0.5
+
+
 def test_attention_tightness_flag_reaches_the_config_and_its_serialisation():
     from absl import flags as absl_flags
 

@@ -401,3 +401,71 @@ def test_hart_loss_gradients_finite_at_zero_overlap_and_compiled():
     eager = total(outputs["boxes"], outputs["att_boxes"], outputs["location_logits"])
     graph = compiled(total)(outputs["boxes"], outputs["att_boxes"], outputs["location_logits"])
     np.testing.assert_allclose(np_(graph), np_(eager), rtol=1e-6)
+
+
+# ---- centre-distance penalty (--distance_loss, not in the paper) ------------------------
+
+
+def centre_distance_np(a, b):
+    """DIoU's d^2 / c^2 for (y, x, h, w) boxes, written out in NumPy."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ca, cb = a[..., :2] + a[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2
+    lo = np.minimum(a[..., :2], b[..., :2])
+    hi = np.maximum(a[..., :2] + a[..., 2:], b[..., :2] + b[..., 2:])
+    return ((ca - cb) ** 2).sum(-1) / ((hi - lo) ** 2).sum(-1)
+
+
+def test_centre_distance_hand_value_and_numpy_reference():
+    # Centres (1, 1) and (5, 7): d^2 = 16 + 36; the enclosing box is 6 x 8: c^2 = 100.
+    np.testing.assert_allclose(
+        np_(losses.centre_distance(np.float32([0, 0, 2, 2]), np.float32([4, 6, 2, 2]))), 0.52,
+        rtol=1e-6)
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.uniform(0, 50, (64, 2)), rng.uniform(1, 30, (64, 2))], 1)
+    b = np.concatenate([rng.uniform(0, 50, (64, 2)), rng.uniform(1, 30, (64, 2))], 1)
+    got = np_(losses.centre_distance(a.astype(np.float32), b.astype(np.float32)))
+    np.testing.assert_allclose(got, centre_distance_np(a, b), rtol=1e-5, atol=1e-7)
+    assert got.min() >= 0 and got.max() < 1
+    # The same box: 0; two zero-size boxes at one point: 0, not NaN.
+    same = np.float32([[3, 4, 5, 6], [2, 2, 0, 0]])
+    np.testing.assert_array_equal(np_(losses.centre_distance(same, same)), [0.0, 0.0])
+
+
+def test_distance_loss_gives_a_lost_box_a_gradient_back():
+    # The predicted box does not overlap the object: -log IoU is flat there (the paper's
+    # loss gives no gradient); with the penalty the gradient moves the box towards it.
+    gt = seq([0, 0, 10, 10], [40, 40, 10, 10])
+    pred = seq([0, 0, 10, 10], [10, 10, 10, 10])
+    presence = np.ones((1, 2), np.float32)
+    _, (g0,) = value_and_grads(lambda p: losses.tracking_loss(p, gt, presence), pred)
+    np.testing.assert_array_equal(g0, 0.0)
+    value, (g1,) = value_and_grads(
+        lambda p: losses.tracking_loss(p, gt, presence, distance_weight=1.0), pred)
+    np.testing.assert_allclose(value, NLL_ZERO + centre_distance_np(pred[0, 1], gt[0, 1]),
+                               rtol=1e-6)
+    assert g1[0, 1, 0] < 0 and g1[0, 1, 1] < 0  # descending the loss moves y and x up to 40
+    np.testing.assert_array_equal(g1[0, 0], 0.0)  # step 0 is the given box: not scored
+    # The attention loss's containment part likewise.
+    att_flat = lambda a: losses.attention_loss(a, gt, presence, image_size=(100, 100))  # noqa: E731
+    _, (ga0,) = value_and_grads(att_flat, pred)
+    _, (ga1,) = value_and_grads(
+        lambda a: losses.attention_loss(a, gt, presence, image_size=(100, 100),
+                                        distance_weight=1.0), pred)
+    assert ga1[0, 1, 0] < ga0[0, 1, 0] and ga1[0, 1, 1] < ga0[0, 1, 1]
+
+
+def test_distance_loss_is_zero_weight_by_default_and_adds_to_both_terms():
+    gt = seq([0, 0, 10, 10], [20, 20, 10, 10])
+    pred = seq([0, 0, 10, 10], [24, 18, 12, 10])
+    presence = np.ones((1, 2), np.float32)
+    outputs = {"boxes": pred, "att_boxes": pred}
+    targets = {"boxes": gt, "presence": presence}
+    kw = dict(image_size=(100, 100), feature_shape=(4, 4), adaptive_weights=None,
+              appearance_loss=False, l2_weight=0.0)
+    _, plain = losses.hart_loss(outputs, targets, **kw)
+    _, same = losses.hart_loss(outputs, targets, distance_weight=0.0, **kw)
+    _, more = losses.hart_loss(outputs, targets, distance_weight=2.0, **kw)
+    d = 2.0 * centre_distance_np(pred[0, 1], gt[0, 1])
+    for name in ("tracking", "attention"):
+        assert np_(same[name]) == np_(plain[name])
+        np.testing.assert_allclose(np_(more[name]), np_(plain[name]) + d, rtol=1e-5)
