@@ -92,3 +92,32 @@ def test_a_sweep_trains_every_trial_and_reports_failures(tmp_path, capsys):
     assert broken["error"] == message
     table = capsys.readouterr().out
     assert f"| broken | `--learning_rate=-1` | failed: {message} |" in table
+
+
+def test_resume_continues_every_trial_where_the_last_call_stopped(tmp_path):
+    trials = tmp_path / "trials.txt"
+    trials.write_text("a --learning_rate=1e-4\n")
+    out = tmp_path / "sweep"
+
+    def record():
+        return json.loads((out / "sweep.jsonl").read_text())
+
+    args = [f"--trials={trials}", f"--out_dir={out}", "--",
+            *[a.replace("--epochs=2", "--epochs=1") for a in TINY]]
+    assert sweep.main(args) == 0
+    assert record()["steps"] == 2
+    # With --resume the trial goes on from its checkpoint (epoch 2 of 2: 2 more updates,
+    # not 4 from scratch) and its log keeps the first call's output.
+    more = [a.replace("--epochs=1", "--epochs=2") for a in args]
+    assert sweep.main(["--resume", *more]) == 0
+    assert record()["steps"] == 4
+    log = (out / "a.log").read_text()
+    assert "Resumed" in log and log.count("Test mean IoU") == 2
+
+
+def test_without_resume_every_trial_starts_from_scratch(tmp_path):
+    base = sweep.command("a", ["--seed=1"], ["--epochs=2"], tmp_path)
+    assert base[-1] == "--resume=false" and base[-4:-1] == [
+        "--run_name=a", f"--checkpoint_dir={tmp_path / 'checkpoints'}",
+        f"--logdir={tmp_path / 'tb' / 'a'}"]
+    assert sweep.command("a", [], [], tmp_path, resume=True)[-1] == "--resume=true"

@@ -26,6 +26,12 @@ goes on and exits with 1 at the end.
 
 To compare recipes for a wall-clock budget on another machine, fix the number of updates
 (`--max_minutes=0 --epochs=N`), not the minutes.
+
+Every trial starts from scratch (its run folder's checkpoints are ignored) unless `--resume`
+is given: then each continues from the last checkpoint in its run folder, and its log is
+appended to. On a machine that runs jobs for a limited time (a 10-minute job, a preemptible
+node), rerun the same sweep command with `--resume` as often as needed; with
+`--max_minutes=M` among the common flags each call trains every trial M more minutes.
 """
 
 from __future__ import annotations
@@ -64,10 +70,11 @@ def parse_trials(path: Path) -> list[tuple[str, list[str]]]:
     return trials
 
 
-def command(name: str, flags: list[str], common: list[str], out_dir: Path) -> list[str]:
+def command(name: str, flags: list[str], common: list[str], out_dir: Path,
+            resume: bool = False) -> list[str]:
     return [sys.executable, "-m", "hart_tf.train", *common, *flags, f"--run_name={name}",
             f"--checkpoint_dir={out_dir / 'checkpoints'}", f"--logdir={out_dir / 'tb' / name}",
-            "--resume=false"]
+            f"--resume={'true' if resume else 'false'}"]
 
 
 def result(name: str, flags: list[str], out_dir: Path, code: int, seconds: float) -> dict:
@@ -120,7 +127,7 @@ def trial_env(base: dict[str, str], device: str | None) -> dict[str, str]:
 
 
 def run_sweep(trials, common: list[str], out_dir: Path, parallel: int,
-              devices: list[str] | None = None) -> list[dict]:
+              devices: list[str] | None = None, resume: bool = False) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     devices = list(devices or [])
     waiting = list(trials)
@@ -130,8 +137,8 @@ def run_sweep(trials, common: list[str], out_dir: Path, parallel: int,
         while waiting and len(running) < parallel:
             name, flags = waiting.pop(0)
             device = pick_device(devices, [dev for *_, dev in running.values()])
-            log = open(out_dir / f"{name}.log", "w")  # noqa: SIM115  (closed when it ends)
-            proc = subprocess.Popen(command(name, flags, common, out_dir), stdout=log,
+            log = open(out_dir / f"{name}.log", "a" if resume else "w")  # noqa: SIM115
+            proc = subprocess.Popen(command(name, flags, common, out_dir, resume), stdout=log,
                                     stderr=subprocess.STDOUT,
                                     env=trial_env(dict(os.environ), device))
             running[name] = (proc, flags, log, time.time(), device)
@@ -166,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default="",
                         help="GPUs to spread the trials over, e.g. 0,1,2,3 (default: all "
                              "trials see the same devices)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each trial from the last checkpoint in its run folder "
+                             "(default: start every trial from scratch)")
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error("--parallel must be at least 1")
@@ -178,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     (args.out_dir / "sweep.jsonl").unlink(missing_ok=True)
-    records = run_sweep(trials, common, args.out_dir, args.parallel, devices)
+    records = run_sweep(trials, common, args.out_dir, args.parallel, devices, args.resume)
     print(markdown(records))
     return 0 if all("mean_iou" in r for r in records) else 1
 
