@@ -83,3 +83,38 @@ class Curriculum:
             )
         self.index = int(state["index"])
         self.epochs_at_length = int(state["epochs_at_length"])
+
+
+def collapse_warning(history: list[dict], fraction: float = 1 / 3,
+                     floor: float = 0.2) -> str | None:
+    """A one-line warning when the last epoch's train IoU has fallen below `fraction` of the
+    best train IoU at the same sequence length (a best of at least `floor`), and the epoch
+    before it at that length had not: said once as a run collapses, again only after it has
+    recovered. Runs of the real-clip recipe fall to a train IoU near 0 and stay there for
+    hundreds of updates (RESULTS.md, "Real footage", session 9); nothing else says so.
+
+    Args:
+        history: per-epoch logs in order, each with "length", "epoch" and (train) "iou".
+
+    Returns:
+        The warning, or None.
+    """
+    if not history or history[-1].get("iou") is None:
+        return None
+    length = history[-1].get("length")
+    ious = [(h["iou"], h.get("epoch")) for h in history
+            if h.get("length") == length and h.get("iou") is not None]
+
+    def collapsed(i: int) -> tuple[bool, float, int | None]:
+        """Whether epoch i of `ious` is below `fraction` of the best before it."""
+        if i < 1:
+            return False, 0.0, None
+        best, epoch = max(ious[:i], key=lambda v: v[0])
+        return best >= floor and ious[i][0] < fraction * best, best, epoch
+
+    now, best, epoch = collapsed(len(ious) - 1)
+    if not now or collapsed(len(ious) - 2)[0]:
+        return None
+    return (f"warning: train IoU fell to {ious[-1][0]:.3f} at T={length}, under "
+            f"{fraction:.0%} of its best at this length ({best:.3f}, epoch {epoch}): the boxes "
+            "may have lost their objects (a lower --learning_rate may help)")

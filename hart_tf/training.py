@@ -43,7 +43,7 @@ from hart_tf.checkpoints import (
     config_difference,
 )
 from hart_tf.config import HARTConfig
-from hart_tf.curriculum import Curriculum
+from hart_tf.curriculum import Curriculum, collapse_warning
 from hart_tf.data.synthetic import SyntheticConfig
 from hart_tf.model import HART
 from hart_tf.optim import make_optimizer
@@ -437,6 +437,8 @@ class _Trainer:
         logs.update({"val_iou": val, "length": length, "epoch": self.epoch,
                      "step": self.step, "minutes": (time.time() - self.started) / 60})
         self.history.append(logs)
+        if warning := collapse_warning(self.history):
+            print(warning, file=sys.stderr)
         if o.verbose:
             print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
                   f"val IoU (T={length}) {val:.3f}")

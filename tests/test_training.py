@@ -139,6 +139,48 @@ def test_curriculum_follows_a_fake_history():
                                "--curriculum_* flags [5, 10]")
 
 
+def test_collapse_warning_is_said_once_per_collapse_on_a_fake_history():
+    from hart_tf.curriculum import collapse_warning
+
+    def said(ious, lengths=None):
+        lengths = lengths or [30] * len(ious)
+        history = [dict(iou=v, length=t, epoch=i + 1)
+                   for i, (v, t) in enumerate(zip(ious, lengths, strict=True))]
+        return [i + 1 for i in range(len(history)) if collapse_warning(history[: i + 1])]
+
+    # Falls under a third of the best (0.5, epoch 2) at epoch 4: said then, not again while
+    # it stays down; said again when it falls once more after recovering (epoch 7).
+    assert said([0.3, 0.5, 0.45, 0.1, 0.05, 0.3, 0.1]) == [4, 7]
+    # Never good at this length (best < 0.2): a low IoU is no collapse.
+    assert said([0.15, 0.19, 0.01]) == []
+    # The best counts per length: a new length starts afresh.
+    assert said([0.6, 0.6, 0.15, 0.1], lengths=[10, 10, 20, 20]) == []
+    history = [dict(iou=0.52, length=30, epoch=51), dict(iou=0.03, length=30, epoch=52)]
+    assert collapse_warning(history) == (
+        "warning: train IoU fell to 0.030 at T=30, under 33% of its best at this length "
+        "(0.520, epoch 51): the boxes may have lost their objects (a lower --learning_rate "
+        "may help)")
+    assert collapse_warning([]) is None
+    assert collapse_warning([dict(length=30, epoch=1)]) is None  # no train IoU logged
+
+
+def test_training_prints_the_collapse_warning(tmp_path, monkeypatch, capsys):
+    from hart_tf import training
+
+    seen = []
+
+    def fake(history):
+        seen.append([(h["epoch"], h["length"], "iou" in h) for h in history])
+        return f"warning: collapse at epoch {history[-1]['epoch']}"
+
+    monkeypatch.setattr(training, "collapse_warning", fake)
+    training.train(_tiny_options(tmp_path, epochs=2))
+    # Called after every epoch with the whole history, the new epoch last.
+    assert seen == [[(1, 2, True)], [(1, 2, True), (2, 3, True)]]
+    err = capsys.readouterr().err
+    assert "warning: collapse at epoch 1\n" in err and "warning: collapse at epoch 2\n" in err
+
+
 def test_curriculum_lengths():
     assert Curriculum.from_range(5, 20, step=4).lengths == (5, 9, 13, 17, 20)
     assert Curriculum.from_range(3, 5).lengths == (3, 4, 5)
