@@ -235,12 +235,13 @@ def trained_data(keras_path: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A `.keras` file, or a run folder (its best checkpoint, else its latest)."""
+def resolve_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint") -> Path:
+    """A `.keras` file, or a run folder (its best checkpoint, else its latest); errors name
+    `flag`."""
     p = Path(path)
     if p.is_dir():
         manager = CheckpointManager.__new__(CheckpointManager)
-        manager.directory, manager.keep, manager.flag = p, 0, "--checkpoint"
+        manager.directory, manager.keep, manager.flag = p, 0, flag
         found = None
         try:
             found = manager.best()
@@ -248,10 +249,10 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
             print(f"warning: skipping checkpoint: {e}", file=sys.stderr)
         found = found or manager.latest()
         if found is None:
-            raise CheckpointError(f"--checkpoint: no checkpoint found in {p}")
+            raise CheckpointError(f"{flag}: no checkpoint found in {p}")
         return found[0]
     if not p.exists():
-        raise CheckpointError(f"--checkpoint: {p} does not exist")
+        raise CheckpointError(f"{flag}: {p} does not exist")
     if p.suffix != ".keras":
-        raise CheckpointError(f"--checkpoint: {p} is not a .keras file or a run folder")
+        raise CheckpointError(f"{flag}: {p} is not a .keras file or a run folder")
     return p

@@ -107,6 +107,10 @@ flags.DEFINE_string("logdir", None, "TensorBoard folder (default: runs/<run_name
 flags.DEFINE_integer("checkpoint_every", 200, "Save a checkpoint every N steps.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Keep the last K step checkpoints (and the best).")
 flags.DEFINE_bool("resume", True, "Continue from the last checkpoint of this run if any.")
+flags.DEFINE_string("init_from", None, "Start a new run from the weights of this checkpoint "
+                    "(a .keras file, or a run folder: its best, else its latest) with a fresh "
+                    "optimizer, curriculum and step count, e.g. to fine-tune on other data. "
+                    "A run that resumes from its own checkpoint ignores it.")
 flags.DEFINE_integer("image_every", 500, "Log TensorBoard images every N steps (0: off).")
 flags.DEFINE_integer("eval_sequences", 32, "Validation/test sequences for evaluation.")
 flags.DEFINE_integer("eval_steps", None, "Sequence length for evaluation (30 synthetic, 60 KITTI).")

@@ -75,6 +75,7 @@ def options_from_flags() -> TrainOptions:
         checkpoint_every=FLAGS.checkpoint_every,
         keep_checkpoints=FLAGS.keep_checkpoints,
         resume=FLAGS.resume,
+        init_from=FLAGS.init_from,
         image_every=FLAGS.image_every,
         eval_sequences=FLAGS.eval_sequences,
         eval_steps=eval_steps,

@@ -41,6 +41,7 @@ from hart_tf.checkpoints import (
     CheckpointManager,
     check_writable,
     config_difference,
+    resolve_checkpoint,
 )
 from hart_tf.config import HARTConfig
 from hart_tf.curriculum import Curriculum, collapse_warning
@@ -93,6 +94,7 @@ class TrainOptions:
     checkpoint_every: int = 200
     keep_checkpoints: int = 3
     resume: bool = True
+    init_from: str | None = None
     image_every: int = 500
     eval_sequences: int = 64
     eval_steps: int = 30
@@ -151,6 +153,28 @@ def build_model(options: TrainOptions) -> HART:
                   run_eagerly=options.run_eagerly)
     _runtime_options(model, options)
     return distribute.prepare_model(model)
+
+
+def _init_from(model: HART, path: Path) -> None:
+    """Copies every weight of the checkpoint at `path` into `model` (a new run's), in order;
+    the optimizer, curriculum, step count and noise streams start afresh."""
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    # Keras raises many types for a file it cannot read; each means the same here.
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"--init_from: cannot load {path}: {reason}") from None
+    # In creation order, as Keras' own loading matches them (paths carry name counters).
+    mine = [v for v in model.weights if not v.path.endswith("seed_generator_state")]
+    theirs = [v for v in source.weights if not v.path.endswith("seed_generator_state")]
+    diff = config_difference(source.config.to_dict(), model.config.to_dict())
+    shapes = [tuple(v.shape) for v in mine], [tuple(v.shape) for v in theirs]
+    if shapes[0] != shapes[1]:
+        what = diff or f"{len(theirs)} weights there, {len(mine)} here, or other shapes"
+        raise CheckpointError(f"--init_from: {path} holds a different model: {what}")
+    for v, w in zip(mine, theirs, strict=True):
+        v.assign(w.numpy())
+    print(f"Initialised from {path}" + (f" (its config differs: {diff})" if diff else ""))
 
 
 def _eval_set(options: TrainOptions, split: str, n: int, length: int | None = None) -> dict:
@@ -308,6 +332,8 @@ class _Trainer:
         self.started = time.time()  # reset when `run` starts: the time budget counts from there
         self.out_of_time = False
         # Check every input before writing anything: a bad flag or file leaves no output.
+        init_from = resolve_checkpoint(options.init_from, "--init_from") if (
+            options.init_from) else None
         self.manager = CheckpointManager(options.run_dir, keep=options.keep_checkpoints)
         check_writable(options.log_dir, "--logdir")
         self.source = datasets.train_source(options)
@@ -326,6 +352,11 @@ class _Trainer:
         if self.model is None:
             keras.utils.set_random_seed(options.seed)
             self.model = build_model(options)
+            if init_from is not None:
+                _init_from(self.model, init_from)
+        elif init_from is not None:
+            print(f"--init_from ignored: the run resumed from its own checkpoint in "
+                  f"{options.run_dir}")
         self.model = distribute.prepare_model(self.model)
         self.manager = distribute.chief_writes(self.manager)  # one writer on several hosts
         self.tb = None

@@ -6,6 +6,7 @@ longer on two cores than the few eager steps do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -239,6 +240,44 @@ def test_one_fit_per_curriculum_length(tmp_path, monkeypatch):
     run = tmp_path / "ckpt" / "hart"
     assert sorted(json.loads(p.read_text())["step"] for p in run.glob("ckpt-*.json")) == [
         2, 4, 6]
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, capsys):
+    import keras
+
+    from hart_tf import training
+    from hart_tf.checkpoints import CheckpointError
+
+    first = training.train(_tiny_options(tmp_path / "a", epochs=1))
+    source = keras.saving.load_model(first["checkpoint"], compile=False)
+    trainer = training._Trainer(_tiny_options(tmp_path / "b", init_from=str(
+        tmp_path / "a" / "ckpt" / "hart")))  # a run folder: its best checkpoint
+    assert f"Initialised from {first['checkpoint']}" in capsys.readouterr().out
+    theirs = [v for v in source.weights if not v.path.endswith("seed_generator_state")]
+    mine = [v for v in trainer.model.weights if not v.path.endswith("seed_generator_state")]
+    assert len(mine) == len(theirs) > 10
+    for v, w in zip(mine, theirs, strict=True):
+        assert v.path.split("/", 1)[1] == w.path.split("/", 1)[1]  # the same weight
+        np.testing.assert_array_equal(v.numpy(), w.numpy(), err_msg=v.path)
+    # A new run: no step, epoch or curriculum progress, an optimizer that has not stepped.
+    assert (trainer.step, trainer.epoch, trainer.curriculum.index, trainer.history) == (
+        0, 0, 0, [])
+    assert int(trainer.model.optimizer.iterations.numpy()) == 0
+    # Another architecture is refused in one line naming the field.
+    other = _tiny_options(tmp_path / "c", init_from=first["checkpoint"])
+    other = dataclasses.replace(other, config=other.config.replace(rnn_units=10))
+    with pytest.raises(CheckpointError, match=r"^--init_from: .*best.keras holds a different "
+                       r"model: --rnn_units is 10 here but 12 in the checkpoint$"):
+        training._Trainer(other)
+
+
+def test_init_from_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _main([f"--init_from={tmp_path / 'nothing'}", f"--checkpoint_dir={tmp_path}",
+               f"--logdir={tmp_path / 'tb'}", "--epochs=1", "--steps_per_epoch=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: --init_from: {tmp_path / 'nothing'} does not exist"
+    assert not (tmp_path / "hart").exists()  # nothing written
 
 
 def test_time_budget_stops_inside_a_fit(tmp_path, monkeypatch):
