@@ -117,4 +117,4 @@ def collapse_warning(history: list[dict], fraction: float = 1 / 3,
         return None
     return (f"warning: train IoU fell to {ious[-1][0]:.3f} at T={length}, under "
             f"{fraction:.0%} of its best at this length ({best:.3f}, epoch {epoch}): the boxes "
-            "may have lost their objects (a lower --learning_rate may help)")
+            "may have lost their objects")

@@ -164,6 +164,8 @@ def _init_from(model: HART, path: Path) -> None:
     except Exception as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"--init_from: cannot load {path}: {reason}") from None
+    if not isinstance(source, HART):
+        raise CheckpointError(f"--init_from: {path} holds a {type(source).__name__}, not a HART")
     # In creation order, as Keras' own loading matches them (paths carry name counters).
     mine = [v for v in model.weights if not v.path.endswith("seed_generator_state")]
     theirs = [v for v in source.weights if not v.path.endswith("seed_generator_state")]
