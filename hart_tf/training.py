@@ -160,15 +160,13 @@ def _init_from(model: HART, path: Path) -> None:
     the optimizer, curriculum, step count and noise streams start afresh."""
     try:
         source = keras.saving.load_model(path, compile=False)
-    # Keras raises many types for a file it cannot read; each means the same here.
     except Exception as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"--init_from: cannot load {path}: {reason}") from None
+        raise CheckpointError(f"--init_from: cannot load {path}: {_load_error(e)}") from None
     if not isinstance(source, HART):
         raise CheckpointError(f"--init_from: {path} holds a {type(source).__name__}, not a HART")
     # In creation order, as Keras' own loading matches them (paths carry name counters).
-    mine = [v for v in model.weights if not v.path.endswith("seed_generator_state")]
-    theirs = [v for v in source.weights if not v.path.endswith("seed_generator_state")]
+    mine = [v for v in model.weights if not _is_seed_state(v)]
+    theirs = [v for v in source.weights if not _is_seed_state(v)]
     diff = config_difference(source.config.to_dict(), model.config.to_dict())
     shapes = [tuple(v.shape) for v in mine], [tuple(v.shape) for v in theirs]
     if shapes[0] != shapes[1]:
@@ -217,9 +215,19 @@ def _lr_for(options: TrainOptions, length: int) -> float:
 # ---- state that .keras files do not keep -------------------------------------------------
 
 
-def _seed_variables(model) -> list:
+def _is_seed_state(variable) -> bool:
     # keras.random.SeedGenerator states: dropout and zoneout noise streams.
-    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    return variable.path.endswith("seed_generator_state")
+
+
+def _seed_variables(model) -> list:
+    return [v for v in model.variables if _is_seed_state(v)]
+
+
+def _load_error(e: Exception) -> str:
+    """The first line of what Keras raised for a file it cannot load (it raises many types;
+    each means the same here)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _guarded_variables(model) -> list:
@@ -252,10 +260,8 @@ def _restore(options: TrainOptions, manager: CheckpointManager):
         dataclasses.replace(options.curriculum).restore(state["curriculum"])  # same lengths?
         try:
             model = keras.saving.load_model(path, compile=True)
-        # Keras raises many types for a file it cannot read; each means the same here.
         except Exception as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            print(f"warning: skipping checkpoint: {path}: cannot load ({reason})",
+            print(f"warning: skipping checkpoint: {path}: cannot load ({_load_error(e)})",
                   file=sys.stderr)
             continue
         _runtime_options(model, options)

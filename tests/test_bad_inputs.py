@@ -90,7 +90,11 @@ def test_negative_distance_loss(capsys, out):
         "error: flag --distance_loss=-1.0: --distance_loss must be >= 0")
 
 
-def test_distance_loss_flag_reaches_the_config_and_its_serialisation():
+@pytest.mark.parametrize("field,value,default", [
+    ("distance_loss", 0.5, 0.0),  # the paper's loss by default
+    ("attention_tightness", 10.0, 1.0),  # the original's weight by default
+])
+def test_loss_weight_flag_reaches_the_config_and_its_serialisation(field, value, default):
     from absl import flags as absl_flags
 
     from hart_tf import cli
@@ -98,35 +102,17 @@ def test_distance_loss_flag_reaches_the_config_and_its_serialisation():
 
     absl_flags.FLAGS.unparse_flags()
     try:
-        cli.parse_flags(["train", "--distance_loss=0.5"])
+        cli.parse_flags(["train", f"--{field}={value}"])
         config = cli.config_from_flags()
         absl_flags.FLAGS.unparse_flags()
         cli.parse_flags(["train"])
-        assert cli.config_from_flags().distance_loss == 0.0  # the paper's loss by default
+        assert getattr(cli.config_from_flags(), field) == default
     finally:
         absl_flags.FLAGS.unparse_flags()
-    assert config.distance_loss == 0.5
+    assert getattr(config, field) == value
     model = HART(config.replace(image_size=(64, 64), glimpse_size=(8, 8), v1_channels=8,
                                 rnn_units=12, dorsal_units=10))
-    assert HART.from_config(model.get_config()).config.distance_loss == 0.5
-
-
-def test_attention_tightness_flag_reaches_the_config_and_its_serialisation():
-    from absl import flags as absl_flags
-
-    from hart_tf import cli
-    from hart_tf.model import HART
-
-    absl_flags.FLAGS.unparse_flags()
-    try:
-        cli.parse_flags(["train", "--attention_tightness=10"])
-        config = cli.config_from_flags()
-    finally:
-        absl_flags.FLAGS.unparse_flags()
-    assert config.attention_tightness == 10.0
-    model = HART(config.replace(image_size=(64, 64), glimpse_size=(8, 8), v1_channels=8,
-                                rnn_units=12, dorsal_units=10))
-    assert HART.from_config(model.get_config()).config.attention_tightness == 10.0
+    assert getattr(HART.from_config(model.get_config()).config, field) == value
 
 
 @pytest.mark.parametrize("flag,message", [
