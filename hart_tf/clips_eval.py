@@ -162,8 +162,13 @@ def evaluate_clips(
             raise ValueError(f"--data_dir={data_dir}: no sequence {', '.join(unknown)} "
                              f"(found {', '.join(names)})")
         names = [n for n in names if n in set(sequences)]
-    # Clips the run trained on (`--train_clips`, matched by name) score fitting, not tracking.
-    trained_clips = set((trained_data(path) or {}).get("train_clips", []))
+    # Clips the run trained on (`--train_clips`, matched by name) score fitting, not tracking;
+    # `--train_clips=all` took every clip of its folder, so all of this one if it is the same.
+    trained = trained_data(path) or {}
+    trained_clips = set(trained.get("train_clips", []))
+    if trained.get("train_clips") == "all":
+        same = Path(trained.get("train_clips_dir", "")).resolve() == Path(data_dir).resolve()
+        trained_clips = set(names) if same else set()
     trained_on = [n for n in names if n in trained_clips]
     if trained_on:
         print(f"warning: {path} was trained on {', '.join(trained_on)}: their scores are not "

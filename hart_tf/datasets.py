@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,15 +44,25 @@ SYNTHETIC_DATA_FLAGS = ("texture_source", "num_distractors_max", "distractor_jit
                         "distractor_front_prob", "distractor_cross_speed", "occlusion_prob")
 
 
-def data_record(options) -> dict:
+def data_record(options, windows: clip_windows.ClipWindows | None = None) -> dict:
     """What a run trains on, by flag name: the dataset and, for synthetic, its data flags and
-    the real clips mixed in (`train_clips`, by name)."""
+    the real clips mixed in (`train_clips`, by name; for `--train_clips=all`, "all", the
+    folder and, given the loaded `windows`, how many clips, not thousands of names)."""
     record = {"dataset": options.dataset}
     if options.dataset == "synthetic":
         record.update({name: getattr(options, name) for name in SYNTHETIC_DATA_FLAGS})
-        if options.train_clips:
+        if _all_clips(options):
+            record["train_clips"] = clip_windows.ALL
+            record["train_clips_dir"] = str(Path(options.train_clips_dir).resolve())
+            if windows is not None:
+                record["train_clips_count"] = len(windows.names)
+        elif options.train_clips:
             record["train_clips"] = list(options.train_clips)
     return record
+
+
+def _all_clips(options) -> bool:
+    return list(options.train_clips) == [clip_windows.ALL]
 
 
 def data_mismatch(trained: dict | None, options) -> str | None:
@@ -84,10 +95,17 @@ def _train_clips(options) -> clip_windows.ClipWindows | None:
     if not options.train_clips_dir:
         raise ValueError("--train_clips needs --train_clips_dir, the folder that holds them")
     windows = clip_windows.ClipWindows(options.train_clips_dir, options.train_clips,
-                                       tuple(options.config.image_size))
-    print(f"Training on real clips {', '.join(windows.names)} ({windows.num_frames} frames, "
+                                       tuple(options.config.image_size),
+                                       cache_mb=options.train_clips_cache_mb)
+    which = (f"all {len(windows.names)} real clips of {windows.root}" if _all_clips(options)
+             else f"real clips {clip_windows.short_list(windows.names)}")
+    memory = ", decoded per window" if windows.lazy else ""  # else held in memory
+    print(f"Training on {which} ({windows.num_frames} frames{memory}, "
           f"{_clip_count(options)} of every {options.batch_size} sequences); held out: "
-          f"{', '.join(windows.held_out()) or 'none'}")
+          f"{clip_windows.short_list(windows.held_out())}")
+    if windows.skipped:
+        print(f"Skipped {len(windows.skipped)} training clips without a frame showing their "
+              f"target (e.g. {windows.skipped[0]})")
     return windows
 
 
@@ -137,6 +155,10 @@ class TrainSource:
     def _synthetic(self, length: int) -> Iterator[tuple[dict, dict]]:
         if self.clips is not None:
             self.clips.check_length(length)  # before any worker renders a batch
+            if unusable := self.clips.unusable(length):
+                print(f"{unusable} of {self.clips.num_clips} training clips have no window of "
+                      f"{length} frames that starts and ends with the target visible (too short, "
+                      "or absent too often): not sampled at this length")
         cfg = synthetic_config(self.options)
         start = self.index
         # A small thread pool renders upcoming batches while the model trains (NumPy

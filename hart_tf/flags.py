@@ -179,7 +179,14 @@ flags.DEFINE_string("train_clips_dir", None, "Training: folder of real clips in 
                     "layout (one folder per clip with groundtruth.txt and its frames) to mix "
                     "into the synthetic batches; see --train_clips.")
 flags.DEFINE_list("train_clips", [], "Training: the clips of --train_clips_dir to cut training "
-                  "windows from (folder names); the folder's other clips stay held out.")
+                  "windows from (folder names, or category/name one level down as in LaSOT), "
+                  "or 'all' for every sequence found; the folder's other clips stay held out.")
+flags.DEFINE_float("train_clips_cache_mb", 2048.0, "Training: hold the --train_clips frames "
+                   "decoded in memory when they fit in this many MiB (estimated from each "
+                   "clip's first frame); else decode each window's frames when it is sampled "
+                   "(JPEGs at a reduced DCT scale). 0: always decode per window.")
+flags.register_validator("train_clips_cache_mb", lambda v: v >= 0,
+                         message="--train_clips_cache_mb must be >= 0")
 flags.DEFINE_float("train_clips_fraction", 0.5, "Training: share of each batch taken from "
                    "--train_clips (the rest is synthetic).")
 flags.register_validator("train_clips_fraction", lambda v: 0.0 < v <= 1.0,

@@ -56,6 +56,7 @@ def options_from_flags() -> TrainOptions:
         train_clips_dir=FLAGS.train_clips_dir,
         train_clips=tuple(FLAGS.train_clips or ()),
         train_clips_fraction=FLAGS.train_clips_fraction,
+        train_clips_cache_mb=FLAGS.train_clips_cache_mb,
         batch_size=FLAGS.batch_size,
         optimizer=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,

@@ -71,6 +71,7 @@ class TrainOptions:
     train_clips_dir: str | None = None
     train_clips: tuple[str, ...] = ()
     train_clips_fraction: float = 0.5
+    train_clips_cache_mb: float = 2048.0  # above this the frames are decoded per window
     batch_size: int = 32
     optimizer: str = "rmsprop"
     learning_rate: float = 1e-4
@@ -434,7 +435,7 @@ class _Trainer:
             "best_iou": self.best_iou,
             "curriculum": self.curriculum.state(),
             "config": self.options.config.to_dict(),
-            "data": datasets.data_record(self.options),
+            "data": datasets.data_record(self.options, self.source.clips),
             "data_batches": self.step,
             "history": self.history,
             "backend": keras.backend.backend(),
@@ -573,7 +574,7 @@ def train(options: TrainOptions) -> dict:
         result = evaluate_model(model, test, batch_size=options.batch_size)
         summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
         summary["checkpoint"] = str(best[0]) if best else None
-    summary["data"] = datasets.data_record(options)
+    summary["data"] = datasets.data_record(options, trainer.source.clips)
     if trainer.source.clips is not None:
         clips = trainer.source.clips
         summary["train_clips"] = {"dir": str(clips.root), "trained_on": clips.names,

@@ -135,6 +135,10 @@ def test_train_clips_flags(capsys, out, tmp_path):
     empty.mkdir()
     assert _error(capsys, _args(out, f"--train_clips_dir={empty}", "--train_clips=walk")) == (
         f"error: {empty}: no clip walk (found none)")
+    assert _error(capsys, _args(out, f"--train_clips_dir={empty}", "--train_clips=all")) == (
+        f"error: {empty}: no sequence folder with a groundtruth.txt, nor one level further down")
+    assert _error(capsys, _args(out, "--train_clips_cache_mb=-1")) == (
+        "error: flag --train_clips_cache_mb=-1.0: --train_clips_cache_mb must be >= 0")
 
 
 def test_curriculum_start_after_max(capsys, out):

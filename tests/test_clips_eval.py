@@ -142,3 +142,16 @@ def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, t
                                        tmp_path / "out2", max_frames=3, sequences=TWO,
                                        with_csrt=False, strips=False)
     assert record["trained_on"] == [] and "warning" not in capsys.readouterr().err
+    # --train_clips=all records its folder: every clip of the same folder is marked, those of
+    # another folder are not.
+    options = TrainOptions(config=model.config, train_clips=("all",),
+                           train_clips_dir=str(shared_data / "real_clips"))
+    for folder, marked in ((shared_data / "real_clips", TWO), (tmp_path, [])):
+        data = datasets.data_record(options) | {"train_clips_dir": str(folder)}
+        assert data["train_clips"] == "all"
+        CheckpointManager(tmp_path / "all", keep=1).save(
+            model, {"step": 1, "config": model.config.to_dict(), "data": data}, best=True)
+        record = clips_eval.evaluate_clips(tmp_path / "all", shared_data / "real_clips",
+                                           tmp_path / "out3", max_frames=3, sequences=TWO,
+                                           with_csrt=False, strips=False)
+        assert sorted(record["trained_on"]) == sorted(marked)

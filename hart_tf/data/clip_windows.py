@@ -1,25 +1,38 @@
 """Training windows cut from real clips: real motion and real appearance for HART.
 
-`ClipWindows` holds a few sequences in the common single-object layout (`hart_tf.data.clips`)
-and samples training sequences from them: T frames of one clip at a random start, every
-frame or every other one (faster apparent motion), forwards or backwards in time, seen
-through one crop window for the whole sequence and mirrored at random. The crop has the
-clip's own aspect ratio and spans from the whole frame (the view the tracker gets when it
-is evaluated on a clip) down to a zoom that still holds the object's every box of the
-window with a margin, so the object stays in view and changes its apparent size and place
-from one sequence to the next. Frames are cut and resized with PIL's antialiased bilinear
-filter, as the tracker resizes clip frames, into the same dict as the synthetic data:
-`frames` uint8 (T, H, W, 3), `boxes` float32 (T, 4) as (y, x, h, w) in pixels of the
-resized crop, `presence` float32 (T,) (the clips have a box on every frame).
+`ClipWindows` holds sequences in the common single-object layout (`hart_tf.data.clips`; a
+handful named one by one, or `all` of a large set such as GOT-10k or LaSOT) and samples
+training sequences from them: T frames of one clip at a random start, every frame or every
+other one (faster apparent motion), forwards or backwards in time, seen through one crop
+window for the whole sequence and mirrored at random. The crop has the clip's own aspect
+ratio and spans from the whole frame (the view the tracker gets when it is evaluated on a
+clip) down to a zoom that still holds the object's every visible box of the window with a
+margin, so the object stays in view and changes its apparent size and place from one
+sequence to the next. Frames are cut and resized with PIL's antialiased bilinear filter, as
+the tracker resizes clip frames, into the same dict as the synthetic data: `frames` uint8
+(T, H, W, 3), `boxes` float32 (T, 4) as (y, x, h, w) in pixels of the resized crop,
+`presence` float32 (T,).
 
-The named clips' frames are decoded once and held in memory at their own size (frames x
-height x width x 3 bytes: 347 MB for the six clips of ../shared/data/real_clips), which suits
-a handful of clips, not a whole GOT-10k. Deterministic: a window is a pure function of the
-generator it is given. NumPy and PIL only; never imports the model.
+Frames where the target is not visible (`clips.read_training_boxes`: GOT-10k's absence.txt,
+LaSOT's occlusion and out-of-view flags, empty boxes) get presence 0 and the last visible
+box before them in the window; every loss term and the train IoU mask such steps out
+(`hart_tf.losses.time_weighted_mean`), and a real box keeps their values finite. A window
+starts and ends on a visible target (played backwards, its last frame is its first), since
+the tracker is initialised from the first box.
+
+Memory: when the decoded frames fit in `cache_mb` (estimated from each sequence's first-frame
+header, frames x height x width x 3 bytes: 347 MB for the six clips of
+../shared/data/real_clips), they are decoded once and held. Otherwise only the frame paths
+and boxes are held and a window's frames are decoded when it is sampled; JPEGs are then
+decoded at the largest DCT reduction (1/2, 1/4, 1/8; PIL's `Image.draft`) that leaves the
+crop at least `image_size`, which is what makes HD frames affordable. Deterministic either
+way: a window is a pure function of the generator it is given. NumPy and PIL only; never
+imports the model.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,81 +43,211 @@ from PIL import Image
 from hart_tf.data import clips
 from hart_tf.data.errors import DataError
 from hart_tf.data.images import RESAMPLE
+from hart_tf.data.images import image_size as header_size
 from hart_tf.data.pipeline import stack_sequences
 
 # The crop is at least this many times the extent of the object's boxes over the window.
 MIN_CONTEXT = 1.3
 # Frame steps a window may take: 1 (the clip's own speed) or 2 (twice as fast).
 STRIDES = (1, 2)
+# `names` value that takes every sequence of the folder.
+ALL = "all"
+
+
+def short_list(names: Sequence[str], most: int = 10) -> str:
+    """`a, b, c` or, for long lists, the first `most` and how many more (one line)."""
+    shown = ", ".join(names[:most]) or "none"
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 class ClipWindows:
-    """Random training sequences from named clips of a folder in the common layout.
+    """Random training sequences from clips of a folder in the common layout.
 
     Args:
-        root: folder of sequence folders, each with groundtruth.txt and its frames.
-        names: the clips to take windows from (folder names in `root`).
+        root: folder of sequence folders (or of category folders of them, as LaSOT), each
+            with groundtruth.txt and its frames.
+        names: the clips to take windows from (names as `clips.find_sequences` gives them),
+            or `["all"]` for every sequence found.
         image_size: (H, W) of the windows' frames (the model's input size).
+        cache_mb: hold the decoded frames when they fit in this many MiB; else decode each
+            window's frames when it is sampled.
+        draft: in that lazy mode, decode JPEGs at a DCT reduction (see the module docstring).
+
+    Attributes:
+        lazy: whether frames are decoded per window.
+        skipped: named sequences without a single frame with the target visible.
 
     Raises:
-        DataError: `root` or a clip cannot be read (names the file), or a name is not a clip
-            of `root` (lists those that are).
+        DataError: `root` or a clip cannot be read (names the file), a name is not a clip of
+            `root` (lists those that are), or no clip shows its target.
     """
 
     def __init__(self, root: str | os.PathLike, names: Sequence[str],
-                 image_size: tuple[int, int]):
+                 image_size: tuple[int, int], cache_mb: float = 2048.0, draft: bool = True):
         root = Path(root)
-        found = clips.list_sequences(root)
+        found = clips.find_sequences(root)
         names = list(dict.fromkeys(names))  # in the order given, once each
-        unknown = [n for n in names if n not in found]
+        if names == [ALL]:
+            names = found
+            if not names:
+                raise DataError(f"{root}: no sequence folder with a {clips.GROUNDTRUTH}, nor "
+                                "one level further down")
+        unknown = [n for n in names if n not in set(found)]
         if unknown:
-            raise DataError(f"{root}: no clip {', '.join(unknown)} (found "
-                            f"{', '.join(found) or 'none'})")
+            raise DataError(f"{root}: no clip {short_list(unknown)} (found "
+                            f"{short_list(found)})")
         if not names:
             raise DataError(f"{root}: no clip named to take training windows from")
         self.root = root
         self.names = names
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        self._frames: list[list[Image.Image]] = []
+        self.draft = draft
+        self.skipped: list[str] = []
+        self._dirs: list[Path] = []
+        self._files: list[np.ndarray] = []  # frame file names as bytes (N,), per clip
+        self._hw: list[tuple[int, int]] = []  # frame (H, W), per clip
         self._boxes: list[np.ndarray] = []  # (N, 4) (y, x, h, w) frame pixels, per clip
+        self._present: list[np.ndarray | None] = []  # (N,) bool, None when all present
         for name in names:
-            seq = clips.load_sequence(root / name)
-            self._frames.append([Image.fromarray(f) for f in seq["frames"]])
-            self._boxes.append(clips.xywh_to_yxhw(seq["boxes_xywh"]))
+            seq_dir = root / name
+            boxes, present = clips.read_training_boxes(seq_dir)
+            paths = clips.frame_paths(seq_dir)
+            if len(paths) != len(boxes):
+                raise DataError(f"{seq_dir}: {len(paths)} frames but {len(boxes)} boxes in "
+                                f"{clips.GROUNDTRUTH}")
+            if not present.any():
+                self.skipped.append(name)
+                continue
+            self._dirs.append(paths[0].parent)
+            self._files.append(np.array([os.fsencode(p.name) for p in paths]))
+            self._hw.append(header_size(os.fspath(paths[0])))
+            self._boxes.append(clips.xywh_to_yxhw(boxes))
+            self._present.append(None if present.all() else present)
+        if not self._boxes:
+            raise DataError(f"{root}: none of the {len(names)} training clips has a frame "
+                            "with its target visible")
         self._lengths = np.array([len(b) for b in self._boxes])  # frames per clip
+        self._windows_by_length: dict[int, tuple[np.ndarray, list[dict]]] = {}
+        need = sum(n * h * w * 3 for n, (h, w) in zip(self._lengths, self._hw, strict=True))
+        self.lazy = need > cache_mb * 2**20
+        self._frames: list[list[Image.Image]] = []
+        if not self.lazy:
+            for i, hw in enumerate(self._hw):
+                self._frames.append([Image.fromarray(_decode(path, hw))
+                                     for path in self._paths(i)])
 
     @property
     def num_frames(self) -> int:
         return int(self._lengths.sum())
 
+    @property
+    def num_clips(self) -> int:
+        """Clips windows are taken from (the named ones less `skipped`)."""
+        return len(self._lengths)
+
     def held_out(self) -> list[str]:
         """The clips of the folder that no window is taken from."""
-        return [n for n in clips.list_sequences(self.root) if n not in self.names]
+        taken = set(self.names)
+        return [n for n in clips.find_sequences(self.root) if n not in taken]
+
+    def _paths(self, clip: int) -> list[Path]:
+        return [self._dirs[clip] / os.fsdecode(f) for f in self._files[clip]]
+
+    def _windows(self, seq_len: int) -> tuple[np.ndarray, list[dict]]:
+        """Per clip, its sampling weight (its frames, 0 when it has no window of `seq_len`)
+        and the strides it can take, each with its window starts (None: every start)."""
+        if seq_len not in self._windows_by_length:  # computed once per curriculum length
+            weight, options = np.zeros(len(self._lengths), np.int64), []
+            for i, (n, present) in enumerate(zip(self._lengths, self._present, strict=True)):
+                starts = {}
+                for s in STRIDES:
+                    span = (seq_len - 1) * s + 1
+                    if span > n:
+                        continue
+                    if present is None:
+                        starts[s] = None
+                    elif (ok := np.flatnonzero(present[:n - span + 1] & present[span - 1:])).size:
+                        starts[s] = ok  # both ends visible: either direction starts on it
+                weight[i] = n if starts else 0
+                options.append(starts)
+            self._windows_by_length[seq_len] = (weight, options)
+        return self._windows_by_length[seq_len]
+
+    def unusable(self, seq_len: int) -> int:
+        """How many clips have no window of `seq_len` frames (never sampled at that length)."""
+        return int((self._windows(seq_len)[0] == 0).sum())
 
     def check_length(self, seq_len: int) -> None:
-        """Raises DataError when no clip has `seq_len` frames."""
-        longest = int(self._lengths.max())
-        if seq_len > longest:
-            raise DataError(f"{self.root}: training clips {', '.join(self.names)} have at most "
-                            f"{longest} frames, fewer than sequences of {seq_len}")
+        """Raises DataError when no clip has a window of `seq_len` frames."""
+        if self._windows(seq_len)[0].any():
+            return
+        if all(p is None for p in self._present):
+            raise DataError(f"{self.root}: training clips {short_list(self.names)} have at "
+                            f"most {int(self._lengths.max())} frames, fewer than sequences of "
+                            f"{seq_len}")
+        raise DataError(f"{self.root}: no training clip has a window of {seq_len} frames that "
+                        "starts and ends with its target visible")
 
     def sample(self, rng: np.random.Generator, seq_len: int) -> dict[str, np.ndarray]:
         """One training window of `seq_len` frames (see the module docstring)."""
         self.check_length(seq_len)
-        weight = self._lengths * (self._lengths >= seq_len)  # clips by frames, if long enough
+        weight, options = self._windows(seq_len)
         clip = int(rng.choice(len(weight), p=weight / weight.sum()))
         n = int(self._lengths[clip])
-        strides = [s for s in STRIDES if (seq_len - 1) * s + 1 <= n]
+        strides = [s for s in STRIDES if s in options[clip]]
         stride = strides[int(rng.integers(len(strides)))]
-        span = (seq_len - 1) * stride + 1
-        start = int(rng.integers(n - span + 1))
+        starts = options[clip][stride]
+        if starts is None:
+            start = int(rng.integers(n - (seq_len - 1) * stride))
+        else:
+            start = int(starts[rng.integers(len(starts))])
         index = start + stride * np.arange(seq_len)  # (T,)
         if rng.random() < 0.5:
             index = index[::-1]  # played backwards: as good a motion as forwards
-        frames = [self._frames[clip][i] for i in index]
         boxes = self._boxes[clip][index]  # (T, 4) frame pixels
-        crop = _crop_window(rng, boxes, frames[0].size[::-1])  # (y0, x0, h, w)
-        return _render_window(frames, boxes, crop, self.image_size, flip=rng.random() < 0.5)
+        present = np.ones(seq_len, bool) if self._present[clip] is None else \
+            self._present[clip][index]
+        if not present.all():  # absent steps hold the last visible box (the first is visible)
+            boxes = boxes[np.maximum.accumulate(np.where(present, np.arange(seq_len), 0))]
+        hw = self._hw[clip]
+        crop = _crop_window(rng, boxes[present], hw)  # (y0, x0, h, w)
+        if self.lazy:
+            paths = [self._dirs[clip] / os.fsdecode(self._files[clip][i]) for i in index]
+            reduce = _draft_size(crop, hw, self.image_size) if self.draft else None
+            frames = [Image.fromarray(_decode(p, hw, reduce)) for p in paths]
+        else:
+            frames = [self._frames[clip][i] for i in index]
+        return _render_window(frames, boxes, crop, self.image_size, flip=rng.random() < 0.5,
+                              frame_hw=hw, presence=present.astype(np.float32))
+
+
+def _draft_size(crop: np.ndarray, frame_hw: tuple[int, int],
+                image_size: tuple[int, int]) -> tuple[int, int]:
+    """The (W, H) to ask `Image.draft` for: the frame at the scale that makes `crop`
+    (y0, x0, h, w) exactly `image_size`, or the full frame where the crop is smaller."""
+    scale = min(1.0, max(image_size[0] / float(crop[2]), image_size[1] / float(crop[3])))
+    return (max(1, math.ceil(frame_hw[1] * scale)), max(1, math.ceil(frame_hw[0] * scale)))
+
+
+def _decode(path: Path, frame_hw: tuple[int, int],
+            draft: tuple[int, int] | None = None) -> np.ndarray:
+    """Decodes a frame of size `frame_hw` to uint8 RGB; with `draft` (W, H), a JPEG at the
+    largest DCT reduction still at least that large (other formats at full size)."""
+    try:
+        with Image.open(path) as img:
+            if (img.height, img.width) != tuple(frame_hw):
+                raise DataError(f"{path}: image is {img.width}x{img.height} but the sequence's "
+                                f"first frame is {frame_hw[1]}x{frame_hw[0]}")
+            if draft is not None:
+                img.draft("RGB", draft)
+            img.load()  # decode now, inside the try, so a truncated file fails here
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: no such image file") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: unreadable or corrupt image ({e})") from e
 
 
 def _crop_window(rng: np.random.Generator, boxes: np.ndarray,
@@ -130,20 +273,24 @@ def _crop_window(rng: np.random.Generator, boxes: np.ndarray,
 
 
 def _render_window(frames: Sequence[Image.Image], boxes: np.ndarray, crop: np.ndarray,
-                   image_size: tuple[int, int], flip: bool) -> dict[str, np.ndarray]:
-    """Cuts `crop` (y0, x0, h, w) out of every frame, resized to `image_size` (H, W)."""
+                   image_size: tuple[int, int], flip: bool, frame_hw: tuple[int, int],
+                   presence: np.ndarray) -> dict[str, np.ndarray]:
+    """Cuts `crop` (y0, x0, h, w) in pixels of `frame_hw` out of every frame (which may be
+    decoded smaller: the crop is scaled with it), resized to `image_size` (H, W)."""
     h, w = image_size
     y0, x0, ch, cw = (float(v) for v in crop)
     out = np.empty((len(frames), h, w, 3), np.uint8)  # (T, H, W, 3)
     for t, frame in enumerate(frames):
-        out[t] = np.asarray(frame.resize((w, h), RESAMPLE, box=(x0, y0, x0 + cw, y0 + ch)))
+        sy, sx = frame.height / frame_hw[0], frame.width / frame_hw[1]  # 1 at full size
+        box = (x0 * sx, y0 * sy, (x0 + cw) * sx, (y0 + ch) * sy)
+        out[t] = np.asarray(frame.resize((w, h), RESAMPLE, box=box))
     scale = np.array([h / ch, w / cw, h / ch, w / cw], np.float32)
     yxhw = (boxes - np.array([y0, x0, 0, 0], np.float32)) * scale  # (T, 4) window pixels
     if flip:
         out = out[:, :, ::-1]
         yxhw[:, 1] = w - yxhw[:, 1] - yxhw[:, 3]
     return {"frames": np.ascontiguousarray(out), "boxes": yxhw.astype(np.float32),
-            "presence": np.ones(len(frames), np.float32)}
+            "presence": presence}
 
 
 def window_batch(windows: ClipWindows, rng: np.random.Generator, n: int,

@@ -6,6 +6,10 @@ One folder per sequence::
     <root>/<name>/frames/*.jpg       (or img/*.jpg as in OTB, or the images beside the file)
 
 Ground-truth fields may be separated by spaces, tabs, commas or semicolons (OTB mixes them).
+Large training sets nest one level deeper (LaSOT: `<root>/<category>/<name>/groundtruth.txt`,
+frames in `img/`) and mark frames where the target is not visible, which only the training
+reader (`read_training_boxes`) accepts: a zero, negative or NaN box, GOT-10k's `absence.txt`
+(one 0/1 a frame) and LaSOT's `full_occlusion.txt` / `out_of_view.txt` (0/1 on one line).
 Boxes here are (x, y, w, h) as in the files and in OpenCV; `xywh_to_yxhw` turns them into the
 (y, x, h, w) order of the rest of hart_tf. NumPy and PIL only; never imports the model.
 """
@@ -22,6 +26,8 @@ from hart_tf.data.errors import DataError
 from hart_tf.data.images import read_image
 
 GROUNDTRUTH = "groundtruth.txt"
+# Per-frame 0/1 flags of frames without a visible target: GOT-10k, then LaSOT's two.
+ABSENCE_FILES = ("absence.txt", "full_occlusion.txt", "out_of_view.txt")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Where frames live inside a sequence folder: our clips, OTB, then GOT-10k (beside the file).
 FRAME_DIRS = ("frames", "img", ".")
@@ -49,13 +55,27 @@ def list_sequences(root: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / GROUNDTRUTH).is_file())
 
 
-def read_groundtruth(path: str | os.PathLike) -> np.ndarray:
-    """Reads one `x y w h` box per line into float32 [N, 4].
+def find_sequences(root: str | os.PathLike) -> list[str]:
+    """Sorted names of the sequence folders one or two levels under `root`.
 
-    Trailing blank lines are ignored; a blank line before the last box, a row without exactly
-    four numbers, a non-finite value or a width/height <= 0 raises DataError naming file:line.
+    A folder with a groundtruth.txt is a sequence (GOT-10k, OTB: `name`); the folders of one
+    without are searched once more (LaSOT: `category/name`, a relative POSIX path). Sequence
+    folders are not looked into, so the frames of a large dataset are never listed here.
     """
-    path = Path(path)
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such clips folder")
+    names = []
+    for p in root.iterdir():
+        if (p / GROUNDTRUTH).is_file():
+            names.append(p.name)
+        elif p.is_dir():
+            names += [f"{p.name}/{q.name}" for q in p.iterdir() if (q / GROUNDTRUTH).is_file()]
+    return sorted(names)
+
+
+def _read_rows(path: Path, strict: bool) -> np.ndarray:
+    """The ground-truth file's rows as float32 [N, 4]; see the two readers below."""
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig drops a Windows BOM
     except FileNotFoundError as e:
@@ -76,12 +96,53 @@ def read_groundtruth(path: str | os.PathLike) -> np.ndarray:
             box = [float(f) for f in fields]
         except ValueError as e:
             raise DataError(f"{where}: not a number in {line!r}") from e
-        if not np.all(np.isfinite(box)):
+        if strict and not np.all(np.isfinite(box)):
             raise DataError(f"{where}: non-finite value in {line!r}")
-        if box[2] <= 0 or box[3] <= 0:
+        if strict and (box[2] <= 0 or box[3] <= 0):
             raise DataError(f"{where}: width and height must be > 0, got w={box[2]} h={box[3]}")
         boxes[i] = box
     return boxes
+
+
+def read_groundtruth(path: str | os.PathLike) -> np.ndarray:
+    """Reads one `x y w h` box per line into float32 [N, 4].
+
+    Trailing blank lines are ignored; a blank line before the last box, a row without exactly
+    four numbers, a non-finite value or a width/height <= 0 raises DataError naming file:line.
+    """
+    return _read_rows(Path(path), strict=True)
+
+
+def read_training_boxes(seq_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A sequence's boxes for training, where the target may be absent from some frames.
+
+    Rows are read as `read_groundtruth` reads them, except that a NaN, zero or negative box
+    marks a frame without a visible target, as a 1 in any of `ABSENCE_FILES` does (each, when
+    present, holds one 0/1 flag per box, separated by newlines or commas).
+
+    Returns:
+        `boxes_xywh` float32 [N, 4] (absent frames' rows set to 0) and `present` bool [N].
+    """
+    seq_dir = Path(seq_dir)
+    boxes = _read_rows(seq_dir / GROUNDTRUTH, strict=False)  # (N, 4)
+    present = np.all(np.isfinite(boxes), axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+    for name in ABSENCE_FILES:
+        path = seq_dir / name
+        if not path.is_file():
+            continue
+        try:
+            fields = [f for f in _SEPARATORS.split(path.read_text(encoding="utf-8-sig")) if f]
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"{path}: unreadable ({e})") from e
+        bad = [f for f in fields if f not in ("0", "1")]
+        if bad:
+            raise DataError(f"{path}: flags must be 0 or 1, got {bad[0]!r}")
+        if len(fields) != len(boxes):
+            raise DataError(f"{path}: {len(fields)} flags but {len(boxes)} boxes in "
+                            f"{GROUNDTRUTH}")
+        present &= np.array(fields) == "0"
+    boxes[~present] = 0.0
+    return boxes, present
 
 
 def frame_paths(seq_dir: str | os.PathLike) -> list[Path]:
