@@ -20,6 +20,11 @@ Measures, after warm-up (compilation) and as medians of repeated timings:
   objects   N objects of one frame stream in one batched step: object-frames/s.
   tracker_api  the same through `hart_tf.tracker.Tracker` (the public online API).
   opencv    OpenCV trackers on the same frames at batch 1, and the ratio HART / tracker.
+  windows   (--windows) real-clip training windows (`hart_tf.data.clip_windows`) of --windows_T
+            frames at the small config's 96x128, rendered one after another in this process
+            (one core): clips_eager / clips_lazy are every clip of --clips_dir held decoded or
+            decoded per window; hd_lazy / hd_lazy_nodraft a generated clip of 1920x1080 JPEG
+            frames decoded per window with and without the DCT reduction (Image.draft).
 Peak device memory is read where the backend reports it (JAX `memory_stats`, TF GPU memory
 info). Each record is printed as one JSON line (and appended to --out); `--markdown` appends
 one table row per record to BENCHMARKS.md with the command, machine, backend, library
@@ -77,6 +82,11 @@ flags.DEFINE_bool("quick", False, "Tiny shapes and few steps: a smoke test of ev
 flags.DEFINE_list("profile", [], "JAX only: train specs to break down into forward, "
                   "forward+backward, V1 and spatial attention timings.")
 flags.DEFINE_integer("seed", 0, "Seed of weights and data.")
+WINDOW_CASES = ("clips_eager", "clips_lazy", "hd_lazy", "hd_lazy_nodraft")
+flags.DEFINE_list("windows", [], f"Training-window cases to time: {', '.join(WINDOW_CASES)} "
+                  "(clips_* need --clips_dir); empty to skip.")
+flags.DEFINE_integer("windows_T", 30, "Frames per timed training window.")
+flags.DEFINE_integer("windows_count", 20, "Windows timed per case (after one untimed).")
 
 FLAGS = flags.FLAGS
 
@@ -670,6 +680,58 @@ def bench_track(name: str) -> Iterator[dict[str, Any]]:
         yield rec
 
 
+# ---------------------------------------------------------------------------- windows
+
+
+def _hd_clip(folder: Path, n: int = 64, hw: tuple[int, int] = (1080, 1920)) -> None:
+    """`n` JPEG frames of a smooth random background (upsampled 8x, as camera footage is
+    smoother than pixel noise) with a box moving across, and their groundtruth.txt."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (hw[0] // 8, hw[1] // 8, 3)).astype(np.uint8)
+    base = np.asarray(Image.fromarray(small).resize(hw[::-1], Image.Resampling.BILINEAR))
+    lines = []
+    for i in range(n):
+        img = base.copy()
+        x, y, w, h = 200 + 12 * i, 400, 240, 180
+        img[y:y + h, x:x + w] = (230, 20, 20)
+        Image.fromarray(img).save(folder / f"{i + 1:08d}.jpg", quality=90)
+        lines.append(f"{x},{y},{w},{h}")
+    (folder / "groundtruth.txt").write_text("\n".join(lines) + "\n")
+
+
+def bench_windows(case: str) -> dict[str, Any]:
+    import tempfile
+
+    from hart_tf.data import clip_windows
+
+    size = (96, 128)  # the small config's frames
+    with tempfile.TemporaryDirectory() as tmp:
+        if case.startswith("hd"):
+            root = Path(tmp)
+            (root / "hd").mkdir()
+            _hd_clip(root / "hd")
+        else:
+            root = Path(FLAGS.clips_dir)
+        kwargs = {"cache_mb": 0 if "lazy" in case else 2048,
+                  "draft": not case.endswith("nodraft")}
+        start = time.perf_counter()
+        windows = clip_windows.ClipWindows(root, ["all"], size, **kwargs)
+        load_s = time.perf_counter() - start
+        rng = np.random.default_rng(FLAGS.seed)
+        windows.sample(rng, FLAGS.windows_T)  # untimed: first-touch costs
+        start = time.perf_counter()
+        for _ in range(FLAGS.windows_count):
+            windows.sample(rng, FLAGS.windows_T)
+        took = time.perf_counter() - start
+    return {"bench": "windows", "case": case, "T": FLAGS.windows_T, "lazy": bool(windows.lazy),
+            "clips": windows.num_clips, "frames": windows.num_frames, "load_s": load_s,
+            "windows_per_s": FLAGS.windows_count / took,
+            "ms_per_window": 1e3 * took / FLAGS.windows_count,
+            "host_peak_rss_bytes": _host_peak_rss_bytes()}
+
+
 # ---------------------------------------------------------------------------- output
 
 
@@ -708,6 +770,11 @@ def _summary(r: dict[str, Any]) -> str:
                 f"{r['object_frames_per_s']:,.0f} object-frames/s "
                 f"({r['latency_ms_p50']:.2f} ms/update); Tracker.track (one step in "
                 f"flight) {r['track_object_frames_per_s']:,.0f} object-frames/s")
+    if b == "windows":
+        how = "decoded per window" if r["lazy"] else "held decoded"
+        return (f"windows {r['case']} ({r['clips']} clips, {r['frames']} frames, {how}; load "
+                f"{r['load_s']:.1f} s): {r['windows_per_s']:.2f} windows/s of T={r['T']} on "
+                f"one core ({r['ms_per_window']:.0f} ms each)")
     if b == "opencv":
         if "error" in r:
             return f"opencv {r['tracker']}: unavailable ({r['error']})"
@@ -743,6 +810,14 @@ def check_flags() -> None:
             raise ValueError(f"--{name} must be >= {0 if name == 'warmup' else 1}")
     if FLAGS.clips_dir and not Path(FLAGS.clips_dir).is_dir():
         raise ValueError(f"--clips_dir {FLAGS.clips_dir}: no such folder")
+    for case in FLAGS.windows:
+        if case not in WINDOW_CASES:
+            raise ValueError(f"--windows: unknown case {case!r}; choose from "
+                             f"{', '.join(WINDOW_CASES)}")
+        if case.startswith("clips") and not FLAGS.clips_dir:
+            raise ValueError(f"--windows={case} needs --clips_dir")
+    if FLAGS.windows_T < 2 or FLAGS.windows_count < 1:
+        raise ValueError("--windows_T must be >= 2 and --windows_count >= 1")
 
 
 def main(argv):
@@ -789,6 +864,8 @@ def main(argv):
     for name in FLAGS.track:
         for rec in bench_track(name):
             emit(rec)
+    for case in FLAGS.windows:
+        emit(bench_windows(case))
     if FLAGS.markdown:
         append_markdown(Path(FLAGS.markdown_file), env, records)
     for rec in records:
