@@ -196,7 +196,7 @@ class TrainSource:
 
 
 def train_source(options, start_batch: int = 0) -> TrainSource:
-    return TrainSource(options, start_batch)
+    return TrainSource(options, start_batch, workers=options.data_workers)
 
 
 def eval_set(options, split: str, n: int, length: int | None = None,

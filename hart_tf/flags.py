@@ -187,6 +187,10 @@ flags.DEFINE_float("train_clips_cache_mb", 2048.0, "Training: hold the --train_c
                    "(JPEGs at a reduced DCT scale). 0: always decode per window.")
 flags.register_validator("train_clips_cache_mb", lambda v: v >= 0,
                          message="--train_clips_cache_mb must be >= 0")
+flags.DEFINE_integer("data_workers", 2, "Training: threads that render synthetic batches and "
+                     "cut real-clip windows ahead of the model (decoding releases the GIL: "
+                     "give a GPU run on HD frames one a CPU core; batches do not depend on it).")
+flags.register_validator("data_workers", lambda v: v >= 1, message="--data_workers must be >= 1")
 flags.DEFINE_float("train_clips_fraction", 0.5, "Training: share of each batch taken from "
                    "--train_clips (the rest is synthetic).")
 flags.register_validator("train_clips_fraction", lambda v: 0.0 < v <= 1.0,

@@ -72,6 +72,7 @@ class TrainOptions:
     train_clips: tuple[str, ...] = ()
     train_clips_fraction: float = 0.5
     train_clips_cache_mb: float = 2048.0  # above this the frames are decoded per window
+    data_workers: int = 2  # threads rendering training batches ahead (not in the batches)
     batch_size: int = 32
     optimizer: str = "rmsprop"
     learning_rate: float = 1e-4

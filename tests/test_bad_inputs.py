@@ -139,6 +139,8 @@ def test_train_clips_flags(capsys, out, tmp_path):
         f"error: {empty}: no sequence folder with a groundtruth.txt, nor one level further down")
     assert _error(capsys, _args(out, "--train_clips_cache_mb=-1")) == (
         "error: flag --train_clips_cache_mb=-1.0: --train_clips_cache_mb must be >= 0")
+    assert _error(capsys, _args(out, "--data_workers=0")) == (
+        "error: flag --data_workers=0: --data_workers must be >= 1")
 
 
 def test_curriculum_start_after_max(capsys, out):

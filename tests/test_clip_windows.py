@@ -3,6 +3,7 @@ the synthetic training stream (`--train_clips`)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -144,6 +145,17 @@ def test_train_source_mixes_real_windows_into_the_synthetic_batches(clip_root, c
     np.testing.assert_array_equal(
         x["frames"], clip_windows.window_batch(only.clips, np.random.default_rng([4, 0, 5]),
                                                4, 6)["frames"])
+
+
+def test_batches_do_not_depend_on_the_number_of_data_workers(clip_root):
+    """--data_workers only sets how many batches render at once, never what they hold."""
+    one = datasets.train_source(_options(clip_root, data_workers=1))
+    three = datasets.train_source(_options(clip_root, data_workers=3))
+    assert (one.workers, three.workers) == (1, 3)
+    for (x1, y1), (x3, y3) in zip(itertools.islice(one.batches(5, start=2), 4),
+                                  itertools.islice(three.batches(5, start=2), 4), strict=True):
+        np.testing.assert_array_equal(x1["frames"], x3["frames"])
+        np.testing.assert_array_equal(y1["boxes"], y3["boxes"])
 
 
 def test_train_clips_need_synthetic_data_and_long_enough_clips(clip_root):

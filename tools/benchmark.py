@@ -34,6 +34,7 @@ versions and date. Train specs are CONFIG:BATCH:T:PRECISION:LOOP, e.g. kitti:256
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import json
 import os
@@ -87,6 +88,8 @@ flags.DEFINE_list("windows", [], f"Training-window cases to time: {', '.join(WIN
                   "(clips_* need --clips_dir); empty to skip.")
 flags.DEFINE_integer("windows_T", 30, "Frames per timed training window.")
 flags.DEFINE_integer("windows_count", 20, "Windows timed per case (after one untimed).")
+flags.DEFINE_integer("windows_threads", 1, "Threads cutting the timed windows at once (as "
+                     "--data_workers does in training).")
 
 FLAGS = flags.FLAGS
 
@@ -719,13 +722,16 @@ def bench_windows(case: str) -> dict[str, Any]:
         start = time.perf_counter()
         windows = clip_windows.ClipWindows(root, ["all"], size, **kwargs)
         load_s = time.perf_counter() - start
-        rng = np.random.default_rng(FLAGS.seed)
-        windows.sample(rng, FLAGS.windows_T)  # untimed: first-touch costs
-        start = time.perf_counter()
-        for _ in range(FLAGS.windows_count):
-            windows.sample(rng, FLAGS.windows_T)
-        took = time.perf_counter() - start
+        def one(i: int) -> None:  # window i, a pure function of (seed, i)
+            windows.sample(np.random.default_rng([FLAGS.seed, i]), FLAGS.windows_T)
+
+        one(FLAGS.windows_count)  # untimed (a window not timed below): first-touch costs
+        with concurrent.futures.ThreadPoolExecutor(FLAGS.windows_threads) as pool:
+            start = time.perf_counter()
+            list(pool.map(one, range(FLAGS.windows_count)))
+            took = time.perf_counter() - start
     return {"bench": "windows", "case": case, "T": FLAGS.windows_T, "lazy": bool(windows.lazy),
+            "threads": FLAGS.windows_threads,
             "clips": windows.num_clips, "frames": windows.num_frames, "load_s": load_s,
             "windows_per_s": FLAGS.windows_count / took,
             "ms_per_window": 1e3 * took / FLAGS.windows_count,
@@ -773,8 +779,8 @@ def _summary(r: dict[str, Any]) -> str:
     if b == "windows":
         how = "decoded per window" if r["lazy"] else "held decoded"
         return (f"windows {r['case']} ({r['clips']} clips, {r['frames']} frames, {how}; load "
-                f"{r['load_s']:.1f} s): {r['windows_per_s']:.2f} windows/s of T={r['T']} on "
-                f"one core ({r['ms_per_window']:.0f} ms each)")
+                f"{r['load_s']:.1f} s): {r['windows_per_s']:.2f} windows/s of T={r['T']} with "
+                f"{r.get('threads', 1)} thread(s) ({r['ms_per_window']:.0f} ms of wall time each)")
     if b == "opencv":
         if "error" in r:
             return f"opencv {r['tracker']}: unavailable ({r['error']})"
@@ -816,8 +822,8 @@ def check_flags() -> None:
                              f"{', '.join(WINDOW_CASES)}")
         if case.startswith("clips") and not FLAGS.clips_dir:
             raise ValueError(f"--windows={case} needs --clips_dir")
-    if FLAGS.windows_T < 2 or FLAGS.windows_count < 1:
-        raise ValueError("--windows_T must be >= 2 and --windows_count >= 1")
+    if FLAGS.windows_T < 2 or FLAGS.windows_count < 1 or FLAGS.windows_threads < 1:
+        raise ValueError("--windows_T must be >= 2, --windows_count and --windows_threads >= 1")
 
 
 def main(argv):
