@@ -8,11 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from absl import flags as absl_flags
 from PIL import Image
+from test_clip_windows import train_tiny_on_clips
 
-from hart_tf import cli
-from hart_tf import train as train_cli
 from hart_tf.data import clip_windows, clips
 from hart_tf.data.errors import DataError
 
@@ -193,18 +191,7 @@ def test_bad_frames_and_unusable_clips_are_one_line_errors(got_root, lasot_root,
 
 
 def test_train_cli_trains_on_all_clips_of_a_folder(lasot_root, tmp_path, capsys):
-    flags = absl_flags.FLAGS
-    args = ["--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
-            "--steps_per_epoch=1", "--epochs=1", "--curriculum_lengths=3",
-            "--eval_sequences=1", "--eval_steps=2", "--image_every=0", "--run_eagerly",
-            "--max_minutes=0", "--run_name=r", f"--checkpoint_dir={tmp_path / 'ck'}",
-            f"--logdir={tmp_path / 'tb'}", f"--train_clips_dir={lasot_root}",
-            "--train_clips=all", "--train_clips_cache_mb=0"]
-    flags.unparse_flags()
-    try:
-        train_cli.main(cli.parse_flags(["prog", *args]))
-    finally:
-        flags.unparse_flags()
+    train_tiny_on_clips(tmp_path, lasot_root, "--train_clips=all", "--train_clips_cache_mb=0")
     out = capsys.readouterr().out
     assert (f"Training on all 2 real clips of {lasot_root} (32 frames, decoded per window, "
             "1 of every 2 sequences); held out: none") in out
