@@ -3,14 +3,23 @@
     python -m hart_tf.evaluate --dataset=clips --data_dir=../shared/data/real_clips \\
         --checkpoint=checkpoints/real [--out_dir=...]
 
-Every sequence folder of `data_dir` (`groundtruth.txt` with one `x y w h` box per frame,
-0-based pixels, and its frames; see `hart_tf.data.clips`) is tracked from its first box by
-HART (`hart_tf.tracker.Tracker`), the static box (the first box repeated) and, where OpenCV
-with its contrib trackers is installed (the `bench` extra), CSRT, all in the same run. Scores
-over frames 1..N-1: mean IoU, OTB success AUC, precision@20 px (in the clip's own pixels)
-and frames per second of the `update` calls; per sequence and pooled over all frames.
-Writes `clips_results.json` and `clips_results.md` (and one strip picture per sequence) to
-`out_dir`, by default `<checkpoint folder>/eval_clips`.
+Every sequence folder one or two levels under `data_dir` (`clips.find_sequences`: `name` as
+in OTB and GOT-10k, `category/name` as in LaSOT; `groundtruth.txt` with one `x y w h` box per
+frame, 0-based pixels, and its frames; see `hart_tf.data.clips`) is tracked by HART
+(`hart_tf.tracker.Tracker`), the static box (the first box repeated) and, where OpenCV with
+its contrib trackers is installed (the `bench` extra), CSRT, all in the same run.
+
+Frames without a visible target (`clips.read_training_boxes`: a NaN, zero or negative box,
+GOT-10k's `absence.txt`, LaSOT's `full_occlusion.txt` / `out_of_view.txt`) are not scored:
+tracking starts at the first frame where the target is visible, from its box (earlier frames
+are not tracked), every tracker runs over all later frames, and the scores are taken over the
+later frames where the target is visible. That is this tool's protocol; the official LaSOT and
+GOT-10k toolkits (GOT-10k's test server among them) score their own way. A sequence with fewer
+than 2 visible frames is skipped, with one printed line. Scores: mean IoU, OTB success AUC,
+precision@20 px (in the clip's own pixels) and frames per second of the `update` calls; per
+sequence and pooled over all scored frames. Writes `clips_results.json` and `clips_results.md`
+(and one strip picture per sequence, `/` in a name written `__`) to `out_dir`, by default
+`<checkpoint folder>/eval_clips`.
 """
 
 from __future__ import annotations
@@ -27,15 +36,26 @@ import numpy as np
 from hart_tf import metrics
 from hart_tf.baselines import OpenCVTracker, StaticTracker, run_tracker
 from hart_tf.data import clips
+from hart_tf.data.clip_windows import short_list
+from hart_tf.data.errors import DataError
 
 STATIC, CSRT, HART = "static box", "CSRT", "HART"
 RESULTS_JSON, RESULTS_MD = "clips_results.json", "clips_results.md"
 
 
-def score(pred_xywh: np.ndarray, gt_xywh: np.ndarray) -> dict[str, Any]:
-    """Mean IoU, success AUC and precision@20 of boxes (T, 4) x y w h over frames 1..T-1."""
-    pred, gt = clips.xywh_to_yxhw(pred_xywh)[1:], clips.xywh_to_yxhw(gt_xywh)[1:]
-    ious = np.asarray(metrics.iou(pred, gt), np.float64)  # (T-1,)
+def score(pred_xywh: np.ndarray, gt_xywh: np.ndarray,
+          present: np.ndarray | None = None) -> dict[str, Any]:
+    """Mean IoU, success AUC and precision@20 of boxes (T, 4) x y w h over frames 1..T-1.
+
+    `present` (bool [T], default all true) marks the frames where the target is visible;
+    only those of frames 1..T-1 are scored (`frames` counts them).
+    """
+    keep = _scored(present, len(gt_xywh))  # (T-1,)
+    if not keep.any():
+        raise ValueError("score: no frame after the first where the target is visible")
+    pred = clips.xywh_to_yxhw(pred_xywh)[1:][keep]  # (F, 4), F scored frames
+    gt = clips.xywh_to_yxhw(gt_xywh)[1:][keep]  # (F, 4)
+    ious = np.asarray(metrics.iou(pred, gt), np.float64)  # (F,)
     return {
         "mean_iou": float(ious.mean()),
         "success_auc": metrics.success_auc(ious),
@@ -43,6 +63,21 @@ def score(pred_xywh: np.ndarray, gt_xywh: np.ndarray) -> dict[str, Any]:
         "frames": int(len(ious)),
         "ious": ious,
     }
+
+
+def _scored(present: np.ndarray | None, n: int) -> np.ndarray:
+    """bool [n-1]: the frames 1..n-1 that are scored (all, or those where `present`)."""
+    if present is None:
+        return np.ones(n - 1, bool)
+    present = np.asarray(present, bool)
+    if present.shape != (n,):
+        raise ValueError(f"score: present must be [{n}], got shape {present.shape}")
+    return present[1:]
+
+
+def strip_name(sequence: str) -> str:
+    """`strip_<sequence>.png`, a nested name's `/` written `__` (LaSOT: strip_cat__cat-1.png)."""
+    return f"strip_{sequence.replace('/', '__')}.png"
 
 
 def _trackers(checkpoint: str | os.PathLike, with_csrt: bool) -> tuple[dict, dict[str, str]]:
@@ -66,17 +101,19 @@ def _warm_up(tracker, frames: np.ndarray, box: np.ndarray) -> None:
 
 
 def _pooled(per_seq: dict[str, dict], name: str) -> dict[str, Any]:
-    ious = np.concatenate([r[name]["ious"] for r in per_seq.values()])
-    pred = np.concatenate([r[name]["boxes"][1:] for r in per_seq.values()])
-    gt = np.concatenate([r["gt"][1:] for r in per_seq.values()])
-    seconds = sum(r[name]["frames"] / r[name]["fps"] for r in per_seq.values())
+    ious = np.concatenate([r[name]["ious"] for r in per_seq.values()])  # (F,) scored frames
+    pred = np.concatenate([r[name]["boxes"][1:][r["present"][1:]] for r in per_seq.values()])
+    gt = np.concatenate([r["gt"][1:][r["present"][1:]] for r in per_seq.values()])  # (F, 4)
+    # fps times every update call, absent frames included.
+    updates = [len(r[name]["boxes"]) - 1 for r in per_seq.values()]
+    seconds = sum(u / r[name]["fps"] for u, r in zip(updates, per_seq.values(), strict=True))
     return {
         "mean_iou": float(ious.mean()),
         "success_auc": metrics.success_auc(ious),
         "precision_20": metrics.precision_at(clips.xywh_to_yxhw(pred), clips.xywh_to_yxhw(gt),
                                              20.0),
         "frames": int(len(ious)),
-        "fps": len(ious) / max(seconds, 1e-12),
+        "fps": sum(updates) / max(seconds, 1e-12),
         # The mean over sequences weighs a short clip like a long one.
         "mean_iou_over_sequences": float(np.mean([r[name]["mean_iou"]
                                                   for r in per_seq.values()])),
@@ -84,13 +121,17 @@ def _pooled(per_seq: dict[str, dict], name: str) -> dict[str, Any]:
 
 
 def markdown(record: dict[str, Any]) -> str:
-    """One row per sequence and one for all frames; mean IoU / AUC / P@20 / fps per tracker."""
-    names = record["trackers"]
-    head = "| sequence | frames | " + " | ".join(
-        f"{n} IoU | {n} AUC | {n} P@20 | {n} fps" for n in names) + " |"
-    rows = [head, "|" + "---|" * (2 + 4 * len(names))]
+    """One row per sequence and one for all frames; mean IoU / AUC / P@20 / fps per tracker.
 
-    def row(label: str, frames: int, results: dict) -> str:
+    `frames`: the clip's (within max_frames); `scored`: visible frames after the first visible
+    one; `absent`: frames without a visible target, not scored (frames = 1 + scored + absent).
+    """
+    names = record["trackers"]
+    head = "| sequence | frames | scored | absent | " + " | ".join(
+        f"{n} IoU | {n} AUC | {n} P@20 | {n} fps" for n in names) + " |"
+    rows = [head, "|" + "---|" * (4 + 4 * len(names))]
+
+    def row(label: str, counts: tuple[int, int, int], results: dict) -> str:
         cells = []
         for n in names:
             r = results[n]
@@ -98,25 +139,39 @@ def markdown(record: dict[str, Any]) -> str:
             fps = "–" if n == "static box" else f"{r['fps']:.0f}"
             cells.append(f"{r['mean_iou']:.3f} | {r['success_auc']:.3f} | "
                          f"{r['precision_20']:.3f} | {fps}")
-        return f"| {label} | {frames} | " + " | ".join(cells) + " |"
+        return f"| {label} | " + " | ".join(map(str, counts)) + " | " + " | ".join(cells) + " |"
 
+    seqs = record["sequences"].values()
     for seq, r in record["sequences"].items():
-        rows.append(row(seq, r["frames"], r["scores"]))
+        rows.append(row(seq, (r["frames"], r["scored"], r["absent"]), r["scores"]))
     overall = record["overall"]
-    rows.append(row("**all frames**", overall[names[0]]["frames"], overall))
+    totals = (sum(r["frames"] for r in seqs), overall[names[0]]["frames"],
+              sum(r["absent"] for r in seqs))
+    rows.append(row("**all frames**", totals, overall))
     return "\n".join(rows)
 
 
-def _strip(seq: dict, results: dict, path: Path) -> None:
+def _strip(frames: np.ndarray, gt_xywh: np.ndarray, results: dict, path: Path) -> None:
+    """Frames [T, H, W, 3] from the first visible one; absent frames' zero gt boxes are not
+    drawn."""
     from hart_tf import viz
 
-    boxes = {"gt": clips.xywh_to_yxhw(seq["boxes_xywh"])}
+    boxes = {"gt": clips.xywh_to_yxhw(gt_xywh)}
     colors = {"gt": (0, 220, 0), HART: (255, 40, 40), CSRT: (255, 210, 0)}
     for name in (HART, CSRT):
         if name in results:
             boxes[name] = clips.xywh_to_yxhw(results[name]["boxes"])
-    viz.save_png(viz.sequence_strip(seq["frames"], boxes, max_frames=6, ncols=6,
+    viz.save_png(viz.sequence_strip(frames, boxes, max_frames=6, ncols=6,
                                     colors=colors), path)
+
+
+def _read_boxes(seq_dir: Path, max_frames: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """`(boxes_xywh [N, 4], present [N], boxes in the file)`, N within max_frames."""
+    boxes, present = clips.read_training_boxes(seq_dir)  # (N, 4), (N,)
+    total = len(boxes)
+    if max_frames is not None:
+        boxes, present = boxes[:max_frames], present[:max_frames]
+    return boxes, present, total
 
 
 def evaluate_clips(
@@ -133,16 +188,21 @@ def evaluate_clips(
 
     Args:
         checkpoint: a `.keras` checkpoint or a run folder (its best, else latest, one).
-        data_dir: folder of sequence folders (see `hart_tf.data.clips`).
+        data_dir: folder of sequence folders, or of category folders of them as LaSOT (see
+            `hart_tf.data.clips.find_sequences`).
         out_dir: where to write the JSON, markdown table and strips; default
             `<checkpoint folder>/eval_clips`.
-        max_frames: keep only the first frames of each clip (>= 2), e.g. for a quick test.
-        sequences: names of the clips to track (default: all, sorted).
+        max_frames: keep only the first frames of each clip (>= 2), e.g. for a quick test;
+            absent frames among them count as in a whole clip.
+        sequences: names of the clips to track, as `find_sequences` gives them (`cat/cat-1`
+            for LaSOT; default: all, sorted).
         with_csrt: also run OpenCV CSRT where it can be imported.
-        strips: write a `strip_<sequence>.png` with the ground truth, HART and CSRT boxes.
+        strips: write a `strip_<sequence>.png` (`/` written `__`) with the ground truth, HART
+            and CSRT boxes.
 
     Returns:
-        The record written to `clips_results.json`: per-sequence and pooled scores per tracker.
+        The record written to `clips_results.json`: per-sequence and pooled scores per tracker,
+        over the frames after the first visible one where the target is visible.
     """
     from hart_tf.checkpoints import resolve_checkpoint, trained_data
 
@@ -153,15 +213,27 @@ def evaluate_clips(
         raise ValueError(f"evaluate_clips: max_frames must be >= 2 (the first frame only gives "
                          f"the box), got {max_frames}")
     path = resolve_checkpoint(checkpoint)
-    names = clips.list_sequences(data_dir)
+    names = clips.find_sequences(data_dir)
     if not names:
-        raise ValueError(f"--data_dir={data_dir}: no sequence folder with a groundtruth.txt")
+        raise ValueError(f"--data_dir={data_dir}: no sequence folder with a groundtruth.txt, "
+                         "nor one level further down")
     if sequences is not None:
         unknown = sorted(set(sequences) - set(names))
         if unknown:
-            raise ValueError(f"--data_dir={data_dir}: no sequence {', '.join(unknown)} "
-                             f"(found {', '.join(names)})")
+            raise ValueError(f"--data_dir={data_dir}: no sequence {short_list(unknown)} "
+                             f"(found {short_list(names)})")
         names = [n for n in names if n in set(sequences)]
+    # Boxes first (no frames decoded): sequences without 2 visible frames have nothing to score.
+    read = {name: _read_boxes(Path(data_dir) / name, max_frames) for name in names}
+    too_few = [n for n in names if read[n][1].sum() < 2]
+    within = f" in their first {max_frames} frames" if max_frames else ""
+    if too_few and len(too_few) == len(names):
+        raise ValueError(f"--data_dir={data_dir}: no sequence has 2 frames where the target is "
+                         f"visible{within} (of {short_list(names)})")
+    if too_few:
+        print(f"warning: skipped {len(too_few)} sequence(s) with fewer than 2 frames where the "
+              f"target is visible{within}: {short_list(too_few)}", file=sys.stderr)
+    names = [n for n in names if n not in set(too_few)]
     # Clips the run trained on (`--train_clips`, matched by name) score fitting, not tracking;
     # `--train_clips=all` took every clip of its folder, so all of this one if it is the same.
     trained = trained_data(path) or {}
@@ -179,21 +251,30 @@ def evaluate_clips(
 
     per_seq: dict[str, dict] = {}
     for i, name in enumerate(names):
-        seq = clips.load_sequence(Path(data_dir) / name, max_frames=max_frames)
-        gt = seq["boxes_xywh"]
-        if len(gt) < 2:
-            raise ValueError(f"{Path(data_dir) / name}: needs at least 2 frames to track")
+        seq_dir = Path(data_dir) / name
+        boxes, present, total = read[name]  # (N, 4), (N,)
+        paths = clips.frame_paths(seq_dir)
+        # Full counts, before max_frames, so that a broken folder fails whatever max_frames.
+        if len(paths) != total:
+            raise DataError(f"{seq_dir}: {len(paths)} frames but {total} boxes in "
+                            f"{clips.GROUNDTRUTH}")
+        start = int(np.argmax(present))  # the first visible frame gives the box
+        frames = clips.load_frames(paths[start:len(boxes)])  # (T, H, W, 3), T = N - start
+        gt, seen = boxes[start:], present[start:]  # (T, 4), (T,)
         if i == 0:
-            _warm_up(trackers[HART], seq["frames"], gt[0])
-        results = {"gt": gt}
+            _warm_up(trackers[HART], frames, gt[0])
+        results = {"gt": gt, "present": seen, "first_visible": start, "clip_frames": len(boxes)}
         for tname, tracker in trackers.items():
-            boxes, fps = run_tracker(tracker, seq["frames"], gt[0])
-            results[tname] = {**score(boxes, gt), "fps": fps, "boxes": boxes}
+            pred, fps = run_tracker(tracker, frames, gt[0])
+            results[tname] = {**score(pred, gt, seen), "fps": fps, "boxes": pred}
         per_seq[name] = results
         if strips:
-            _strip(seq, results, out / f"strip_{name}.png")
+            _strip(frames, gt, results, out / strip_name(name))
         line = ", ".join(f"{t} {results[t]['mean_iou']:.3f}" for t in trackers)
-        print(f"{name}: {len(gt)} frames, mean IoU {line}")
+        absent = len(boxes) - int(present.sum())
+        counts = (f" ({absent} absent, from frame {start}: {int(seen[1:].sum())} scored)"
+                  if absent else "")
+        print(f"{name}: {len(boxes)} frames{counts}, mean IoU {line}")
 
     record = {
         "checkpoint": str(path),
@@ -201,9 +282,16 @@ def evaluate_clips(
         "max_frames": max_frames,
         "trackers": list(trackers),
         "skipped": skipped,
+        "skipped_sequences": too_few,
         "trained_on": trained_on,
+        # frames: the clip's (within max_frames) = 1 (the first visible, which gives the box)
+        # + scored + absent; boxes_xywh: one per frame from first_visible on.
         "sequences": {
-            name: {"frames": int(len(r["gt"])),
+            name: {"frames": int(r["clip_frames"]),
+                   "first_visible": int(r["first_visible"]),
+                   "scored": int(r["present"][1:].sum()),
+                   # every frame before first_visible is absent too
+                   "absent": int(r["clip_frames"] - r["present"].sum()),
                    "scores": {t: {k: v for k, v in r[t].items() if k not in ("ious", "boxes")}
                               for t in trackers},
                    "boxes_xywh": {t: r[t]["boxes"].round(2).tolist() for t in trackers}}
@@ -218,7 +306,10 @@ def evaluate_clips(
     (out / RESULTS_MD).write_text(
         f"Checkpoint `{path}` on `{data_dir}`"
         + (f" (first {max_frames} frames of each clip)" if max_frames else "")
-        + ". Scores over frames 1..N-1 from the first box; P@20: centre within 20 px."
+        + ". Tracked from the first frame where the target is visible (its box); scored over "
+        "the later frames where it is visible: absent frames are not scored (frames = 1 + "
+        "scored + absent). P@20: centre within 20 px."
+        + (f" Skipped (fewer than 2 visible frames): {short_list(too_few)}." if too_few else "")
         + (f" Trained on {', '.join(trained_on)}: not held out." if trained_on else "")
         + "\n\n"
         + table + "\n")

@@ -201,7 +201,7 @@ flags.register_multi_flags_validator(
     message="--train_clips_dir and --train_clips go together: the folder and the clips of it "
             "to train on")
 flags.DEFINE_list("clips", [], "evaluate --dataset=clips: the clips of --data_dir to score "
-                  "(folder names; default: all).")
+                  "(folder names, category/name for LaSOT; default: all).")
 
 # --- reliability -------------------------------------------------------------------------
 flags.DEFINE_integer("max_bad_steps", 20, "Stop training after this many updates in a row "

@@ -12,6 +12,7 @@ from fixtures_tracking import untrained_checkpoint  # noqa: F401
 
 from hart_tf import clips_eval, metrics
 from hart_tf.data import clips
+from hart_tf.data.errors import DataError
 
 HAS_CSRT = False
 if importlib.util.find_spec("cv2") is not None:
@@ -155,3 +156,120 @@ def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, t
                                            tmp_path / "out3", max_frames=3, sequences=TWO,
                                            with_csrt=False, strips=False)
         assert sorted(record["trained_on"]) == sorted(marked)
+
+
+def _iou_xywh(a, b) -> float:
+    """IoU of two (x, y, w, h) boxes, by hand."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@pytest.fixture
+def nested_root(tmp_path):
+    """LaSOT-like: airplane-1 (8 frames) hides its target on frames 0 (occluded), 3 (out of
+    view) and 5 (0,0,0,0 box); bird-2 shows it on frame 0 only; cat-3 shows it throughout."""
+    from test_clip_datasets import _lasot
+
+    root = tmp_path / "lasot"
+    _lasot(root, "airplane/airplane-1", n=8, occluded=(0,), out_of_view=(3,), empty=(5,))
+    _lasot(root, "bird/bird-2", n=5, occluded=(1, 2, 3, 4), out_of_view=(), empty=())
+    _lasot(root, "cat/cat-3", n=6, occluded=(), out_of_view=(), empty=())
+    return root
+
+
+def test_nested_clips_with_absent_frames(nested_root, untrained_checkpoint, tmp_path,  # noqa: F811
+                                         capsys):
+    record = clips_eval.evaluate_clips(untrained_checkpoint, nested_root, tmp_path / "out",
+                                       with_csrt=False)
+    assert list(record["sequences"]) == ["airplane/airplane-1", "cat/cat-3"]
+    assert record["skipped_sequences"] == ["bird/bird-2"]
+    assert ("warning: skipped 1 sequence(s) with fewer than 2 frames where the target is "
+            "visible: bird/bird-2") in capsys.readouterr().err.splitlines()
+
+    seq = record["sequences"]["airplane/airplane-1"]
+    # 8 = 1 (frame 1, the first visible, gives the box) + 4 scored (2, 4, 6, 7) + 3 absent.
+    assert (seq["frames"], seq["first_visible"], seq["scored"], seq["absent"]) == (8, 1, 4, 3)
+    gt, present = clips.read_training_boxes(nested_root / "airplane" / "airplane-1")
+    scored = [2, 4, 6, 7]
+    assert list(np.flatnonzero(present[2:]) + 2) == scored
+    hand = {}
+    for tracker in ("static box", "HART"):
+        boxes = np.array(seq["boxes_xywh"][tracker])
+        assert boxes.shape == (7, 4)  # frames 1..7: tracking starts at the first visible one
+        np.testing.assert_allclose(boxes[0], gt[1], atol=0.01)
+        # Frame t of the clip is row t - 1; the absent frames 3 and 5 are left out.
+        hand[tracker] = [_iou_xywh(boxes[t - 1], gt[t]) for t in scored]
+        s = seq["scores"][tracker]
+        assert s["frames"] == 4
+        # HART's boxes come rounded to 0.01 px.
+        tol = 1e-5 if tracker == "static box" else 2e-3
+        assert s["mean_iou"] == pytest.approx(np.mean(hand[tracker]), abs=tol)
+    np.testing.assert_allclose(np.array(seq["boxes_xywh"]["static box"]),
+                               np.repeat(gt[1:2], 7, 0), atol=0.01)
+    centre = lambda b: np.array([b[0] + b[2] / 2, b[1] + b[3] / 2])  # noqa: E731
+    near = [np.linalg.norm(centre(gt[1]) - centre(gt[t])) <= 20 for t in scored]
+    assert seq["scores"]["static box"]["precision_20"] == pytest.approx(np.mean(near))
+
+    cat = record["sequences"]["cat/cat-3"]
+    assert (cat["frames"], cat["first_visible"], cat["scored"], cat["absent"]) == (6, 0, 5, 0)
+    overall = record["overall"]["static box"]
+    assert overall["frames"] == 4 + 5
+    cat_gt = clips.read_groundtruth(nested_root / "cat" / "cat-3" / "groundtruth.txt")
+    pooled = hand["static box"] + [_iou_xywh(cat_gt[0], cat_gt[t]) for t in range(1, 6)]
+    assert overall["mean_iou"] == pytest.approx(np.mean(pooled), abs=1e-5)
+
+    md = (tmp_path / "out" / clips_eval.RESULTS_MD).read_text()
+    assert "absent frames are not scored" in md.splitlines()[0]
+    assert "Skipped (fewer than 2 visible frames): bird/bird-2." in md.splitlines()[0]
+    assert "| sequence | frames | scored | absent | HART IoU |" in md
+    assert "| airplane/airplane-1 | 8 | 4 | 3 | " in md
+    assert "| **all frames** | 14 | 9 | 3 | " in md
+    on_disk = json.loads((tmp_path / "out" / clips_eval.RESULTS_JSON).read_text())
+    assert on_disk["sequences"]["airplane/airplane-1"]["absent"] == 3
+    assert (tmp_path / "out" / "strip_airplane__airplane-1.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "strip_cat__cat-3.png").is_file()
+
+
+def test_nested_clips_errors(nested_root, untrained_checkpoint, tmp_path):  # noqa: F811
+    def run(**kw):
+        return clips_eval.evaluate_clips(untrained_checkpoint, nested_root, tmp_path / "out",
+                                         with_csrt=False, strips=False, **kw)
+
+    record = run(sequences=["cat/cat-3"], max_frames=3)
+    assert list(record["sequences"]) == ["cat/cat-3"] and record["skipped_sequences"] == []
+    with pytest.raises(ValueError) as e:
+        run(sequences=["airplane-1"])
+    assert str(e.value) == (f"--data_dir={nested_root}: no sequence airplane-1 (found "
+                            "airplane/airplane-1, bird/bird-2, cat/cat-3)")
+    with pytest.raises(ValueError) as e:
+        run(sequences=["bird/bird-2"])
+    assert str(e.value) == (f"--data_dir={nested_root}: no sequence has 2 frames where the "
+                            "target is visible (of bird/bird-2)")
+    # Within its first 2 frames airplane-1 shows its target once (frame 1): skipped too.
+    with pytest.raises(ValueError, match="visible in their first 2 frames"):
+        run(sequences=["airplane/airplane-1", "bird/bird-2"], max_frames=2)
+    # Absent boxes are read leniently, malformed lines are not.
+    gt = nested_root / "cat" / "cat-3" / "groundtruth.txt"
+    lines = gt.read_text().splitlines()
+    gt.write_text("\n".join(lines[:2] + ["1,2,x,4"] + lines[3:]) + "\n")
+    with pytest.raises(DataError, match=f"^{gt}:3: not a number in '1,2,x,4'$"):
+        run(sequences=["cat/cat-3"])
+
+
+def test_evaluate_cli_nested_names(nested_root, untrained_checkpoint, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    run = subprocess.run(
+        [sys.executable, "-m", "hart_tf.evaluate", "--dataset=clips",
+         f"--data_dir={nested_root}", "--clips=airplane/airplane-1,bird/bird-2",
+         f"--checkpoint={untrained_checkpoint}", f"--out_dir={out}"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert ("warning: skipped 1 sequence(s) with fewer than 2 frames where the target is "
+            "visible: bird/bird-2") in run.stderr.splitlines()
+    assert "| airplane/airplane-1 | 8 | 4 | 3 |" in run.stdout
+    assert list(json.loads((out / clips_eval.RESULTS_JSON).read_text())["sequences"]) == [
+        "airplane/airplane-1"]
+    assert (out / "strip_airplane__airplane-1.png").is_file()

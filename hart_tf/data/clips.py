@@ -190,12 +190,17 @@ def load_sequence(seq_dir: str | os.PathLike, max_frames: int | None = None) -> 
         raise DataError(f"{seq_dir}: {len(paths)} frames but {len(boxes)} boxes in {GROUNDTRUTH}")
     if max_frames is not None:
         paths, boxes = paths[:max_frames], boxes[:max_frames]
+    return {"frames": load_frames(paths), "boxes_xywh": boxes, "name": seq_dir.name}
+
+
+def load_frames(paths: list[Path]) -> np.ndarray:
+    """Decodes frames of one size to uint8 RGB [T, H, W, 3]; DataError if a size differs."""
     first = load_frame(paths[0])
     frames = np.empty((len(paths), *first.shape), np.uint8)  # (T, H, W, 3)
     frames[0] = first
     for i, p in enumerate(paths[1:], start=1):
         frames[i] = read_image(os.fspath(p), expected_size=first.shape[:2])
-    return {"frames": frames, "boxes_xywh": boxes, "name": seq_dir.name}
+    return frames
 
 
 def _swap_axes_order(boxes: np.ndarray, name: str) -> np.ndarray:
