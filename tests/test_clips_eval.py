@@ -102,12 +102,7 @@ def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path):  # noqa: F81
         lines = (src / "groundtruth.txt").read_text().splitlines()[:4]
         (seq / "groundtruth.txt").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    run = subprocess.run(
-        [sys.executable, "-m", "hart_tf.evaluate", "--dataset=clips",
-         f"--data_dir={tmp_path / 'data'}", "--clips=Jogging1",
-         f"--checkpoint={untrained_checkpoint}", f"--out_dir={out}"],
-        capture_output=True, text=True, env=env, timeout=300)
+    run = _evaluate_cli(tmp_path / "data", "Jogging1", untrained_checkpoint, out)
     assert run.returncode == 0, run.stderr[-2000:]
     record = json.loads((out / clips_eval.RESULTS_JSON).read_text())
     assert list(record["sequences"]) == ["Jogging1"]
@@ -260,12 +255,7 @@ def test_nested_clips_errors(nested_root, untrained_checkpoint, tmp_path):  # no
 
 def test_evaluate_cli_nested_names(nested_root, untrained_checkpoint, tmp_path):  # noqa: F811
     out = tmp_path / "out"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    run = subprocess.run(
-        [sys.executable, "-m", "hart_tf.evaluate", "--dataset=clips",
-         f"--data_dir={nested_root}", "--clips=airplane/airplane-1,bird/bird-2",
-         f"--checkpoint={untrained_checkpoint}", f"--out_dir={out}"],
-        capture_output=True, text=True, env=env, timeout=300)
+    run = _evaluate_cli(nested_root, "airplane/airplane-1,bird/bird-2", untrained_checkpoint, out)
     assert run.returncode == 0, run.stderr[-2000:]
     assert ("warning: skipped 1 sequence(s) with fewer than 2 frames where the target is "
             "visible: bird/bird-2") in run.stderr.splitlines()
@@ -273,3 +263,12 @@ def test_evaluate_cli_nested_names(nested_root, untrained_checkpoint, tmp_path):
     assert list(json.loads((out / clips_eval.RESULTS_JSON).read_text())["sequences"]) == [
         "airplane/airplane-1"]
     assert (out / "strip_airplane__airplane-1.png").is_file()
+
+
+def _evaluate_cli(data_dir, clips, checkpoint, out) -> subprocess.CompletedProcess:
+    """`python -m hart_tf.evaluate --dataset=clips` in a subprocess, as a user runs it."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run(
+        [sys.executable, "-m", "hart_tf.evaluate", "--dataset=clips", f"--data_dir={data_dir}",
+         f"--clips={clips}", f"--checkpoint={checkpoint}", f"--out_dir={out}"],
+        capture_output=True, text=True, env=env, timeout=300)
