@@ -140,6 +140,13 @@ def tracking_panel(
     return _hconcat(tiles)
 
 
+def strip_steps(num_steps: int, max_frames: int) -> np.ndarray:
+    """The time steps `sequence_strip` shows: up to `max_frames` evenly spaced, first and last
+    included (int [S])."""
+    steps = np.unique(np.round(np.linspace(0, num_steps - 1, min(num_steps, max_frames))))
+    return steps.astype(int)
+
+
 def sequence_strip(
     frames: np.ndarray,
     boxes: Mapping[str, np.ndarray],
@@ -148,6 +155,7 @@ def sequence_strip(
     max_frames: int = 8,
     ncols: int | None = None,
     colors: Mapping[str, Color] | None = None,
+    step_labels: Sequence[int] | None = None,
 ) -> np.ndarray:
     """A grid of `tracking_panel`s for up to `max_frames` evenly spaced time steps.
 
@@ -164,6 +172,8 @@ def sequence_strip(
         max_frames: most time steps shown (first and last always included).
         ncols: grid columns; by default chosen so that the grid is about 16:9.
         colors: box colours, as in `draw_boxes`.
+        step_labels: the number shown as `t=` for each of the T steps (default: its index),
+            e.g. the frame numbers of frames picked from a longer clip (`strip_steps`).
 
     Returns:
         `(rows * (_TITLE_H + H) + (rows - 1) * _CELL_GAP, cols * W' + (cols - 1) * _CELL_GAP, 3)`
@@ -186,8 +196,10 @@ def sequence_strip(
             raise ValueError(
                 f"sequence_strip: {what} has {len(seq)} steps but frames has {num_steps}"
             )
-    steps = np.unique(np.round(np.linspace(0, num_steps - 1, min(num_steps, max_frames))))
-    steps = steps.astype(int)
+    if step_labels is not None and len(step_labels) != num_steps:
+        raise ValueError(f"sequence_strip: step_labels has {len(step_labels)} entries but "
+                         f"frames has {num_steps} steps")
+    steps = strip_steps(num_steps, max_frames)
     palette = _palette(boxes, colors)  # one palette, so a name keeps its colour in every cell
     panels = [
         tracking_panel(
@@ -226,7 +238,8 @@ def sequence_strip(
     font = _font()
     middle = _TITLE_H // 2
     for (top, left), t in zip(origins, steps, strict=True):
-        draw.text((left + 1, top + middle), f"t={t}", fill=(0, 0, 0), font=font, anchor="lm")
+        label = t if step_labels is None else step_labels[t]
+        draw.text((left + 1, top + middle), f"t={label}", fill=(0, 0, 0), font=font, anchor="lm")
         x = left + pw  # legend, right-aligned: a colour swatch, then the name
         for name in reversed(list(boxes)):
             x -= int(np.ceil(draw.textlength(name, font=font)))

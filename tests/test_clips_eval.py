@@ -272,3 +272,29 @@ def _evaluate_cli(data_dir, clips, checkpoint, out) -> subprocess.CompletedProce
         [sys.executable, "-m", "hart_tf.evaluate", "--dataset=clips", f"--data_dir={data_dir}",
          f"--clips={clips}", f"--checkpoint={checkpoint}", f"--out_dir={out}"],
         capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_long_clips_are_decoded_as_tracked_with_the_same_results(
+        shared_data, untrained_checkpoint, tmp_path, monkeypatch):  # noqa: F811
+    """Over HOLD_BYTES a clip's frames are decoded per tracker pass, never held whole: the
+    boxes, scores and strip are those of the held clip."""
+    root = shared_data / "real_clips"
+    runs = {}
+    for hold in (clips_eval.HOLD_BYTES, 0):
+        monkeypatch.setattr(clips_eval, "HOLD_BYTES", hold)
+        frames = clips_eval.ClipFrames(clips.frame_paths(root / "David")[:FRAMES])
+        assert frames.held == bool(hold) and len(frames) == FRAMES
+        np.testing.assert_array_equal(frames[3], list(frames)[3])
+        out = tmp_path / f"hold{hold}"
+        runs[hold] = (clips_eval.evaluate_clips(untrained_checkpoint, root, out,
+                                                max_frames=FRAMES, sequences=TWO,
+                                                with_csrt=False), out)
+    (held, held_out), (streamed, streamed_out) = runs.values()
+    for name in TWO:
+        a, b = held["sequences"][name], streamed["sequences"][name]
+        assert a["boxes_xywh"] == b["boxes_xywh"]
+        for tracker in a["scores"]:
+            for key in ("mean_iou", "success_auc", "precision_20", "frames"):
+                assert a["scores"][tracker][key] == b["scores"][tracker][key], (name, key)
+        strip = clips_eval.strip_name(name)
+        assert (held_out / strip).read_bytes() == (streamed_out / strip).read_bytes()

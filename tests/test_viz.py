@@ -245,3 +245,16 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     # A failed write leaves the old file whole and no new or temp file behind.
     assert sorted(os.listdir(tmp_path)) == ["a.gif", "a.png", "iou.png"]
     assert (tmp_path / "a.png").read_bytes() == old
+
+
+def test_strip_steps_and_step_labels():
+    np.testing.assert_array_equal(viz.strip_steps(100, 6), [0, 20, 40, 59, 79, 99])
+    np.testing.assert_array_equal(viz.strip_steps(3, 6), [0, 1, 2])
+    frames = np.zeros((3, 20, 30, 3), np.uint8)
+    boxes = {"gt": np.tile([[2.0, 3.0, 5.0, 6.0]], (3, 1))}
+    # The same frames titled by other numbers: only the title bar differs.
+    plain = viz.sequence_strip(frames, boxes, ncols=3)
+    labelled = viz.sequence_strip(frames, boxes, ncols=3, step_labels=[40, 59, 99])
+    assert plain.shape == labelled.shape and not np.array_equal(plain, labelled)
+    with pytest.raises(ValueError, match="step_labels has 2 entries but frames has 3 steps"):
+        viz.sequence_strip(frames, boxes, step_labels=[1, 2])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,15 @@ def load_sequence(seq_dir: str | os.PathLike, max_frames: int | None = None) -> 
     if max_frames is not None:
         paths, boxes = paths[:max_frames], boxes[:max_frames]
     return {"frames": load_frames(paths), "boxes_xywh": boxes, "name": seq_dir.name}
+
+
+def iter_frames(paths: list[Path]) -> Iterator[np.ndarray]:
+    """Decodes frames of one size one at a time, uint8 RGB [H, W, 3] each (a long clip never
+    held whole); DataError if a size differs from the first frame's."""
+    first = load_frame(paths[0])
+    yield first
+    for p in paths[1:]:
+        yield read_image(os.fspath(p), expected_size=first.shape[:2])
 
 
 def load_frames(paths: list[Path]) -> np.ndarray:
