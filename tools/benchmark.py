@@ -22,9 +22,11 @@ Measures, after warm-up (compilation) and as medians of repeated timings:
   opencv    OpenCV trackers on the same frames at batch 1, and the ratio HART / tracker.
   windows   (--windows) real-clip training windows (`hart_tf.data.clip_windows`) of --windows_T
             frames at the small config's 96x128, rendered one after another in this process
-            (one core): clips_eager / clips_lazy are every clip of --clips_dir held decoded or
-            decoded per window; hd_lazy / hd_lazy_nodraft a generated clip of 1920x1080 JPEG
-            frames decoded per window with and without the DCT reduction (Image.draft).
+            (--windows_threads threads): clips_eager / clips_lazy are every clip of
+            --clips_dir held decoded or decoded per window; hd_lazy / hd_lazy_nodraft a
+            generated clip of 1920x1080 JPEG frames decoded per window with and without the
+            DCT reduction (Image.draft); hd_shrunk that clip after tools/shrink_clips.py
+            --max_side=480.
 Peak device memory is read where the backend reports it (JAX `memory_stats`, TF GPU memory
 info). Each record is printed as one JSON line (and appended to --out); `--markdown` appends
 one table row per record to BENCHMARKS.md with the command, machine, backend, library
@@ -83,7 +85,7 @@ flags.DEFINE_bool("quick", False, "Tiny shapes and few steps: a smoke test of ev
 flags.DEFINE_list("profile", [], "JAX only: train specs to break down into forward, "
                   "forward+backward, V1 and spatial attention timings.")
 flags.DEFINE_integer("seed", 0, "Seed of weights and data.")
-WINDOW_CASES = ("clips_eager", "clips_lazy", "hd_lazy", "hd_lazy_nodraft")
+WINDOW_CASES = ("clips_eager", "clips_lazy", "hd_lazy", "hd_lazy_nodraft", "hd_shrunk")
 flags.DEFINE_list("windows", [], f"Training-window cases to time: {', '.join(WINDOW_CASES)} "
                   "(clips_* need --clips_dir); empty to skip.")
 flags.DEFINE_integer("windows_T", 30, "Frames per timed training window.")
@@ -711,13 +713,21 @@ def bench_windows(case: str) -> dict[str, Any]:
 
     size = (96, 128)  # the small config's frames
     with tempfile.TemporaryDirectory() as tmp:
-        if case.startswith("hd"):
+        if case == "hd_shrunk":  # the same clip after tools/shrink_clips.py --max_side=480
+            import shrink_clips
+
+            root = Path(tmp) / "small"
+            (Path(tmp) / "hd").mkdir()
+            _hd_clip(Path(tmp) / "hd")
+            shrink_clips.shrink_sequence(Path(tmp) / "hd", root / "hd", 480)
+        elif case.startswith("hd"):
             root = Path(tmp)
             (root / "hd").mkdir()
             _hd_clip(root / "hd")
         else:
             root = Path(FLAGS.clips_dir)
-        kwargs = {"cache_mb": 0 if "lazy" in case else 2048,
+        # A whole shrunk dataset is still far over the cache: decoded per window too.
+        kwargs = {"cache_mb": 0 if "lazy" in case or case == "hd_shrunk" else 2048,
                   "draft": not case.endswith("nodraft")}
         start = time.perf_counter()
         windows = clip_windows.ClipWindows(root, ["all"], size, **kwargs)
