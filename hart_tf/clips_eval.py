@@ -37,7 +37,6 @@ from hart_tf import metrics
 from hart_tf.baselines import OpenCVTracker, StaticTracker, run_tracker
 from hart_tf.data import clips
 from hart_tf.data.clip_windows import short_list
-from hart_tf.data.errors import DataError
 from hart_tf.data.images import image_size, read_image
 
 STATIC, CSRT, HART = "static box", "CSRT", "HART"
@@ -288,11 +287,8 @@ def evaluate_clips(
     for i, name in enumerate(names):
         seq_dir = Path(data_dir) / name
         boxes, present, total = read[name]  # (N, 4), (N,)
-        paths = clips.frame_paths(seq_dir)
         # Full counts, before max_frames, so that a broken folder fails whatever max_frames.
-        if len(paths) != total:
-            raise DataError(f"{seq_dir}: {len(paths)} frames but {total} boxes in "
-                            f"{clips.GROUNDTRUTH}")
+        paths = clips.sequence_frames(seq_dir, total)
         start = int(np.argmax(present))  # the first visible frame gives the box
         frames = ClipFrames(paths[start:len(boxes)])  # (T, H, W, 3), T = N - start
         gt, seen = boxes[start:], present[start:]  # (T, 4), (T,)

@@ -152,7 +152,7 @@ def test_lazy_windows_match_eager_ones(tmp_path):
     # The whole 320x240 frame into 64x48 decodes at a quarter of its size (DCT reduction).
     path = root / "a" / "00000001.jpg"
     size = clip_windows._draft_size(np.array([0, 0, 240, 320]), (240, 320), SIZE)
-    assert clip_windows._decode(path, (240, 320), size).shape == (60, 80, 3)
+    assert clip_windows.decode_frame(path, (240, 320), size).shape == (60, 80, 3)
 
 
 def test_memory_budget_decides_lazy_mode(got_root):

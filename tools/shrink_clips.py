@@ -36,7 +36,7 @@ _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path:  # run as `python tools/shrink_clips.py` from a checkout
     sys.path.insert(0, str(_REPO))
 
-from hart_tf.data import clips  # noqa: E402
+from hart_tf.data import clip_windows, clips  # noqa: E402
 from hart_tf.data.errors import DataError  # noqa: E402
 from hart_tf.data.images import RESAMPLE, image_size  # noqa: E402
 
@@ -48,10 +48,7 @@ def shrink_sequence(src: Path, dst: Path, max_side: int) -> bool:
     if (dst / clips.GROUNDTRUTH).is_file():
         return False
     boxes, present = clips.read_training_boxes(src)  # (N, 4) x y w h, (N,)
-    paths = clips.frame_paths(src)
-    if len(paths) != len(boxes):
-        raise DataError(f"{src}: {len(paths)} frames but {len(boxes)} boxes in "
-                        f"{clips.GROUNDTRUTH}")
+    paths = clips.sequence_frames(src, len(boxes))
     h, w = image_size(os.fspath(paths[0]))
     scale = min(1.0, max_side / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL's (W, H)
@@ -59,18 +56,9 @@ def shrink_sequence(src: Path, dst: Path, max_side: int) -> bool:
     frames_dir = dst / paths[0].parent.relative_to(src)
     frames_dir.mkdir(parents=True, exist_ok=True)
     for p in paths:
-        try:
-            with Image.open(p) as img:
-                if img.size != (w, h):
-                    raise DataError(f"{p}: image is {img.width}x{img.height} but the "
-                                    f"sequence's first frame is {w}x{h}")
-                img.draft("RGB", size)  # JPEG: decode at a DCT reduction still >= size
-                small = img.convert("RGB").resize(size, RESAMPLE)
-        except FileNotFoundError as e:
-            raise DataError(f"{p}: no such image file") from e
-        except (OSError, SyntaxError, ValueError) as e:
-            raise DataError(f"{p}: unreadable or corrupt image ({e})") from e
-        small.save(frames_dir / f"{p.stem}.jpg", quality=JPEG_QUALITY)
+        frame = clip_windows.decode_frame(p, (h, w), draft=size)  # JPEG: at a DCT reduction
+        Image.fromarray(frame).resize(size, RESAMPLE).save(frames_dir / f"{p.stem}.jpg",
+                                                           quality=JPEG_QUALITY)
     for name in clips.ABSENCE_FILES:
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)

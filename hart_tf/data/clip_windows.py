@@ -111,10 +111,7 @@ class ClipWindows:
         for name in names:
             seq_dir = root / name
             boxes, present = clips.read_training_boxes(seq_dir)
-            paths = clips.frame_paths(seq_dir)
-            if len(paths) != len(boxes):
-                raise DataError(f"{seq_dir}: {len(paths)} frames but {len(boxes)} boxes in "
-                                f"{clips.GROUNDTRUTH}")
+            paths = clips.sequence_frames(seq_dir, len(boxes))
             if not present.any():
                 self.skipped.append(name)
                 continue
@@ -133,8 +130,8 @@ class ClipWindows:
         self._frames: list[list[Image.Image]] = []
         if not self.lazy:
             for i, hw in enumerate(self._hw):
-                self._frames.append([Image.fromarray(_decode(path, hw))
-                                     for path in self._paths(i)])
+                self._frames.append([Image.fromarray(decode_frame(self._path(i, j), hw))
+                                     for j in range(self._lengths[i])])
 
     @property
     def num_frames(self) -> int:
@@ -150,8 +147,8 @@ class ClipWindows:
         taken = set(self.names)
         return [n for n in clips.find_sequences(self.root) if n not in taken]
 
-    def _paths(self, clip: int) -> list[Path]:
-        return [self._dirs[clip] / os.fsdecode(f) for f in self._files[clip]]
+    def _path(self, clip: int, i: int) -> Path:
+        return self._dirs[clip] / os.fsdecode(self._files[clip][i])
 
     def _windows(self, seq_len: int) -> tuple[np.ndarray, list[dict]]:
         """Per clip, its sampling weight (its frames, 0 when it has no window of `seq_len`)
@@ -212,9 +209,9 @@ class ClipWindows:
         hw = self._hw[clip]
         crop = _crop_window(rng, boxes[present], hw)  # (y0, x0, h, w)
         if self.lazy:
-            paths = [self._dirs[clip] / os.fsdecode(self._files[clip][i]) for i in index]
+            paths = [self._path(clip, i) for i in index]
             reduce = _draft_size(crop, hw, self.image_size) if self.draft else None
-            frames = [Image.fromarray(_decode(p, hw, reduce)) for p in paths]
+            frames = [Image.fromarray(decode_frame(p, hw, reduce)) for p in paths]
         else:
             frames = [self._frames[clip][i] for i in index]
         return _render_window(frames, boxes, crop, self.image_size, flip=rng.random() < 0.5,
@@ -229,8 +226,8 @@ def _draft_size(crop: np.ndarray, frame_hw: tuple[int, int],
     return (max(1, math.ceil(frame_hw[1] * scale)), max(1, math.ceil(frame_hw[0] * scale)))
 
 
-def _decode(path: Path, frame_hw: tuple[int, int],
-            draft: tuple[int, int] | None = None) -> np.ndarray:
+def decode_frame(path: Path, frame_hw: tuple[int, int],
+                 draft: tuple[int, int] | None = None) -> np.ndarray:
     """Decodes a frame of size `frame_hw` to uint8 RGB; with `draft` (W, H), a JPEG at the
     largest DCT reduction still at least that large (other formats at full size)."""
     try:

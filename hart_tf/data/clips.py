@@ -185,13 +185,19 @@ def load_sequence(seq_dir: str | os.PathLike, max_frames: int | None = None) -> 
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"load_sequence: max_frames must be >= 1, got {max_frames}")
     boxes = read_groundtruth(seq_dir / GROUNDTRUTH)
-    paths = frame_paths(seq_dir)
-    # Compare full counts, before truncation, so that a broken folder fails whatever max_frames.
-    if len(paths) != len(boxes):
-        raise DataError(f"{seq_dir}: {len(paths)} frames but {len(boxes)} boxes in {GROUNDTRUTH}")
+    # Full counts, before truncation, so that a broken folder fails whatever max_frames.
+    paths = sequence_frames(seq_dir, len(boxes))
     if max_frames is not None:
         paths, boxes = paths[:max_frames], boxes[:max_frames]
     return {"frames": load_frames(paths), "boxes_xywh": boxes, "name": seq_dir.name}
+
+
+def sequence_frames(seq_dir: str | os.PathLike, num_boxes: int) -> list[Path]:
+    """`frame_paths(seq_dir)`, checked to match the `num_boxes` boxes of its ground truth."""
+    paths = frame_paths(seq_dir)
+    if len(paths) != num_boxes:
+        raise DataError(f"{seq_dir}: {len(paths)} frames but {num_boxes} boxes in {GROUNDTRUTH}")
+    return paths
 
 
 def iter_frames(paths: list[Path]) -> Iterator[np.ndarray]:
@@ -205,11 +211,12 @@ def iter_frames(paths: list[Path]) -> Iterator[np.ndarray]:
 
 def load_frames(paths: list[Path]) -> np.ndarray:
     """Decodes frames of one size to uint8 RGB [T, H, W, 3]; DataError if a size differs."""
-    first = load_frame(paths[0])
+    decoded = iter_frames(paths)
+    first = next(decoded)
     frames = np.empty((len(paths), *first.shape), np.uint8)  # (T, H, W, 3)
     frames[0] = first
-    for i, p in enumerate(paths[1:], start=1):
-        frames[i] = read_image(os.fspath(p), expected_size=first.shape[:2])
+    for i, frame in enumerate(decoded, start=1):
+        frames[i] = frame
     return frames
 
 
