@@ -15,11 +15,11 @@ from pathlib import Path
 import keras
 import pytest
 
-from hart_tf import datasets
-from hart_tf.config import HARTConfig
 from hart_tf.data import synthetic
-from hart_tf.model import HART
-from hart_tf.training import TrainOptions, build_model
+from hart_tf.model.config import HARTConfig
+from hart_tf.model.hart import HART
+from hart_tf.train import sources as datasets
+from hart_tf.train.trainer import TrainOptions, build_model
 
 SIZE = (48, 64)
 CONFIG = HARTConfig.from_preset(
@@ -87,8 +87,8 @@ def untrained_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_dir(tmp_path_factory, untrained_checkpoint) -> Path:
-    """`untrained_checkpoint` exported by `hart_tf.export` (SavedModel and .keras file)."""
-    from hart_tf.export import export_checkpoint
+    """`untrained_checkpoint` exported by `hart_tf.track.export` (SavedModel and .keras file)."""
+    from hart_tf.track.export import export_checkpoint
 
     return _cached(tmp_path_factory, "export/1",
                    lambda path: export_checkpoint(untrained_checkpoint, path))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hart_tf import cli
-from hart_tf.flags import FLAGS
+from hart_tf.cli import common as cli
+from hart_tf.cli.flags import FLAGS
 
 REPO = Path(__file__).resolve().parents[1]
 # Table 1 of the paper as switches: learned_sigma, appearance_attention, attention_loss,

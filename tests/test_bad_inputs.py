@@ -19,9 +19,9 @@ import pytest
 from absl import flags as absl_flags
 from PIL import Image
 
-from hart_tf import cli
-from hart_tf import evaluate as evaluate_cli
-from hart_tf import train as train_cli
+from hart_tf.cli import common as cli
+from hart_tf.cli import evaluate as evaluate_cli
+from hart_tf.cli import train as train_cli
 from hart_tf.data import kitti
 from hart_tf.layers.v1 import ALEXNET_SHAPES
 
@@ -97,8 +97,8 @@ def test_negative_distance_loss(capsys, out):
 def test_loss_weight_flag_reaches_the_config_and_its_serialisation(field, value, default):
     from absl import flags as absl_flags
 
-    from hart_tf import cli
-    from hart_tf.model import HART
+    from hart_tf.cli import common as cli
+    from hart_tf.model.hart import HART
 
     absl_flags.FLAGS.unparse_flags()
     try:
@@ -228,8 +228,8 @@ def test_unwritable_log_dir(capsys, tmp_path):
 @pytest.fixture
 def saved_run(tmp_path):
     """A run folder holding one checkpoint of the `_args` model (rnn_units 12, T 2)."""
-    from hart_tf.train import options_from_flags
-    from hart_tf.training import _Trainer
+    from hart_tf.cli.train import options_from_flags
+    from hart_tf.train.trainer import _Trainer
 
     ckpt, tb = tmp_path / "ckpt", tmp_path / "tb"
     FLAGS.unparse_flags()
@@ -259,8 +259,8 @@ def test_checkpoint_from_a_different_config_names_the_flag(capsys, saved_run):
 
 
 def test_a_config_field_newer_than_the_checkpoint_takes_its_default():
-    from hart_tf.checkpoints import config_difference
-    from hart_tf.config import HARTConfig
+    from hart_tf.model.config import HARTConfig
+    from hart_tf.train.checkpoints import config_difference
 
     current = HARTConfig().to_dict()
     older = {k: v for k, v in current.items() if k != "attention_tightness"}
@@ -301,18 +301,18 @@ def test_alexnet_weights_missing(capsys, out, tmp_path):
 
 
 def test_clips_flag_outside_the_clips_dataset(capsys, tmp_path):
-    assert _error(capsys, [f"--checkpoint={tmp_path}/run", "--clips=Car1"],
+    assert _error(capsys, [f"--model={tmp_path}/run", "--clips=Car1"],
                   evaluate_cli.main) == (
         "error: --clips chooses the clips to score with --dataset=clips, got "
         "--dataset=synthetic")
 
 
 def test_evaluate_without_a_checkpoint(capsys, tmp_path):
-    assert _error(capsys, [f"--checkpoint={tmp_path}/run"], evaluate_cli.main) == (
-        f"error: --checkpoint: {tmp_path}/run does not exist")
+    assert _error(capsys, [f"--model={tmp_path}/run"], evaluate_cli.main) == (
+        f"error: --model: {tmp_path}/run does not exist")
     (tmp_path / "run").mkdir()
-    assert _error(capsys, [f"--checkpoint={tmp_path}/run"], evaluate_cli.main) == (
-        f"error: --checkpoint: no checkpoint found in {tmp_path}/run")
+    assert _error(capsys, [f"--model={tmp_path}/run"], evaluate_cli.main) == (
+        f"error: --model: no checkpoint found in {tmp_path}/run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert list((tmp_path / "run").iterdir()) == []
 
@@ -439,9 +439,9 @@ def test_data_error_in_the_middle_of_training(capsys, tmp_path, monkeypatch):
     """A frame that fails to decode once training has started (Keras then runs the batch
     producer inside tf.data) still comes out as its own line; the checkpoint written before
     stays whole."""
-    from hart_tf import datasets
-    from hart_tf.checkpoints import CheckpointManager
     from hart_tf.data.images import read_image
+    from hart_tf.train import sources as datasets
+    from hart_tf.train.checkpoints import CheckpointManager
 
     png = tmp_path / "000004.png"
     noise = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
@@ -489,7 +489,7 @@ def test_grey_and_rgba_frames_are_converted_to_rgb(kitti_root):
 
 
 def test_tracker_refuses_rgba_frames():
-    from hart_tf.tracker import Tracker
+    from hart_tf.track.tracker import Tracker
 
     tracker = Tracker(lambda f, b: None, lambda f, s: None, (24, 32))
     with pytest.raises(ValueError) as info:

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from hart_tf import baselines
 from hart_tf.data import clips
+from hart_tf.track import baselines
 
 try:
     import cv2

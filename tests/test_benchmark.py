@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 import flops  # noqa: E402
 
-from hart_tf.config import HARTConfig  # noqa: E402
+from hart_tf.model.config import HARTConfig  # noqa: E402
 
 # XLA's cost analysis of each V1 convolution alone (jax.jit(...).cost_analysis()["flops"]),
 # which counts only the kernel taps inside the input, as tools/flops.py does.
@@ -127,7 +127,7 @@ def test_quick_run_writes_every_record_and_a_markdown_row(tmp_path):
     assert len(rows) == len(records) - 1  # one row per measurement, none for env
     assert all(f"`{env['command']}`" in row and env["backend"] in row for row in rows)
     # A second run appends under the same heading instead of starting a new table (in a
-    # fresh process: benchmark.py defines absl flags that hart_tf.flags also defines).
+    # fresh process: benchmark.py defines absl flags that hart_tf.cli.flags also defines).
     code = ("import json, sys; from pathlib import Path; from benchmark import append_markdown; "
             "r = [json.loads(x) for x in open('out.jsonl')]; "
             "append_markdown(Path(sys.argv[1]), r[0], r[1:2])")

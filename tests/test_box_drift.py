@@ -110,9 +110,9 @@ def test_fixed_set_with_the_look_alikes_boxes_is_the_same_set():
 
 
 def test_box_drift_cli_on_a_checkpoint(tmp_path):
-    from hart_tf.config import HARTConfig
-    from hart_tf.curriculum import Curriculum
-    from hart_tf.training import TrainOptions, train
+    from hart_tf.model.config import HARTConfig
+    from hart_tf.train.curriculum import Curriculum
+    from hart_tf.train.trainer import TrainOptions, train
 
     tiny = HARTConfig.from_preset("small", image_size=(64, 64), glimpse_size=(8, 8),
                                   v1_channels=8, rnn_units=12, dorsal_units=10)
@@ -123,7 +123,7 @@ def test_box_drift_cli_on_a_checkpoint(tmp_path):
         run_eagerly=True, verbose=0))
     out = tmp_path / "drift.json"
     r = subprocess.run([sys.executable, str(REPO / "tools" / "box_drift.py"),
-                        f"--checkpoint={summary['checkpoint']}", "--eval_sequences=2",
+                        f"--model={summary['checkpoint']}", "--eval_sequences=2",
                         "--eval_steps=3", f"--out={out}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "t | box: centre err px" in r.stdout

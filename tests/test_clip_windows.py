@@ -11,12 +11,14 @@ import pytest
 from absl import flags as absl_flags
 from PIL import Image
 
-from hart_tf import cli, datasets
-from hart_tf import train as train_cli
-from hart_tf.config import HARTConfig
+from hart_tf.cli import common as cli
+from hart_tf.cli import train as train_cli
 from hart_tf.data import clip_windows, synthetic
 from hart_tf.data.errors import DataError
-from hart_tf.training import TrainOptions
+from hart_tf.eval import sets
+from hart_tf.model.config import HARTConfig
+from hart_tf.train import sources as datasets
+from hart_tf.train.trainer import TrainOptions
 
 RED = (230, 20, 20)
 SIZE = (96, 128)  # the windows' (H, W): the small model's input
@@ -134,7 +136,7 @@ def test_train_source_mixes_real_windows_into_the_synthetic_batches(clip_root, c
     assert x["frames"].shape == (4, 6, *SIZE, 3) and y["boxes"].shape == (4, 6, 4)
     # The first two are batch 5's real windows, the other two its synthetic sequences.
     real = clip_windows.window_batch(source.clips, np.random.default_rng([4, 0, 5]), 2, 6)
-    synth = synthetic.train_batch(5, 2, 6, 0, datasets.synthetic_config(options))
+    synth = synthetic.train_batch(5, 2, 6, 0, sets.synthetic_config(options))
     np.testing.assert_array_equal(x["frames"][:2], real["frames"])
     np.testing.assert_array_equal(x["frames"][2:], synth["frames"])
     np.testing.assert_array_equal(y["boxes"][:2], real["boxes"])

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from fixtures_tracking import untrained_checkpoint  # noqa: F401
 
-from hart_tf import clips_eval, metrics
 from hart_tf.data import clips
 from hart_tf.data.errors import DataError
+from hart_tf.eval import clips as clips_eval
+from hart_tf.model import metrics
 
 HAS_CSRT = False
 if importlib.util.find_spec("cv2") is not None:
@@ -112,15 +113,15 @@ def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path):  # noqa: F81
 
 def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, tmp_path,  # noqa: F811
                                             capsys):
-    from hart_tf import datasets
-    from hart_tf.checkpoints import CheckpointManager
-    from hart_tf.saving import load_model
-    from hart_tf.training import TrainOptions
+    from hart_tf.eval import sets
+    from hart_tf.model.saving import load_model
+    from hart_tf.train.checkpoints import CheckpointManager
+    from hart_tf.train.trainer import TrainOptions
 
     model = load_model(untrained_checkpoint)
     options = TrainOptions(config=model.config, train_clips=("Car1", "Dog1"),
                            train_clips_dir=str(shared_data / "real_clips"))
-    trained = datasets.data_record(options)
+    trained = sets.data_record(options)
     assert trained["train_clips"] == ["Car1", "Dog1"]
     CheckpointManager(tmp_path / "run", keep=1).save(
         model, {"step": 1, "config": model.config.to_dict(), "data": trained}, best=True)
@@ -143,7 +144,7 @@ def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, t
     options = TrainOptions(config=model.config, train_clips=("all",),
                            train_clips_dir=str(shared_data / "real_clips"))
     for folder, marked in ((shared_data / "real_clips", TWO), (tmp_path, [])):
-        data = datasets.data_record(options) | {"train_clips_dir": str(folder)}
+        data = sets.data_record(options) | {"train_clips_dir": str(folder)}
         assert data["train_clips"] == "all"
         CheckpointManager(tmp_path / "all", keep=1).save(
             model, {"step": 1, "config": model.config.to_dict(), "data": data}, best=True)
@@ -270,7 +271,7 @@ def _evaluate_cli(data_dir, clips, checkpoint, out) -> subprocess.CompletedProce
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(
         [sys.executable, "-m", "hart_tf.evaluate", "--dataset=clips", f"--data_dir={data_dir}",
-         f"--clips={clips}", f"--checkpoint={checkpoint}", f"--out_dir={out}"],
+         f"--clips={clips}", f"--model={checkpoint}", f"--out={out}"],
         capture_output=True, text=True, env=env, timeout=300)
 
 

@@ -36,7 +36,7 @@ B, T, STEPS = 8, 3, 4
 
 
 def _tiny(noise: bool = False, image_size=(24, 32)):
-    from hart_tf.config import HARTConfig
+    from hart_tf.model.config import HARTConfig
 
     config = HARTConfig.from_preset("small", image_size=image_size, glimpse_size=(8, 8),
                                     v1_channels=8, rnn_units=12, dorsal_units=10)
@@ -44,7 +44,7 @@ def _tiny(noise: bool = False, image_size=(24, 32)):
 
 
 def _options(distribute: str = "none", **changes):
-    from hart_tf.training import TrainOptions
+    from hart_tf.train.trainer import TrainOptions
 
     base = dict(config=_tiny(), batch_size=B, learning_rate=1e-3, seed=0, verbose=0,
                 distribute=distribute)
@@ -87,8 +87,8 @@ def _replica_values(variable) -> list[np.ndarray]:
 
 def _job_curve(distribute: str, noise: bool = False, copies: int = 1) -> dict:
     """Per-step losses and final weights of STEPS steps from the same seed and data."""
-    from hart_tf import distribute as dist
-    from hart_tf.training import build_model
+    from hart_tf.train import distribute as dist
+    from hart_tf.train.trainer import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(_options(distribute, config=_tiny(noise)))
@@ -106,7 +106,7 @@ def _job_curve(distribute: str, noise: bool = False, copies: int = 1) -> dict:
 
 
 def _job_curves(args: list[str]) -> dict:
-    from hart_tf import distribute as dist
+    from hart_tf.train import distribute as dist
 
     # A batch the devices cannot share is refused, and leaves one device behind.
     with pytest.raises(ValueError, match=f"--batch_size=6 does not split evenly over the "
@@ -119,7 +119,7 @@ def _job_curves(args: list[str]) -> dict:
 
 def _trainer_options(distribute: str, folder: str, epochs: int = 1, **changes):
     """2 steps per epoch of the real trainer on synthetic data (its frames need 64 pixels)."""
-    from hart_tf.curriculum import Curriculum
+    from hart_tf.train.curriculum import Curriculum
 
     return _options(distribute, config=_tiny(image_size=(64, 64)), steps_per_epoch=2,
                     epochs=epochs, curriculum=Curriculum((2,), min_epochs=1),
@@ -130,8 +130,8 @@ def _trainer_options(distribute: str, folder: str, epochs: int = 1, **changes):
 
 def _job_checkpoint(folder: str) -> dict:
     """Trains 2 steps on all devices through the real trainer, then resumes on one."""
-    from hart_tf import distribute as dist
-    from hart_tf.training import _Trainer
+    from hart_tf.train import distribute as dist
+    from hart_tf.train.trainer import _Trainer
 
     def options(distribute: str, epochs: int):
         return _trainer_options(distribute, folder, epochs)
@@ -158,8 +158,8 @@ def _job_checkpoint(folder: str) -> dict:
 def _job_host(folder: str, hosts: int, host: int, port: str) -> dict:
     """One epoch of the real trainer as host `host` of `hosts` (1: one device, no cluster);
     the running mean of the loss after each step, and what was written."""
-    from hart_tf import distribute as dist
-    from hart_tf.training import _Trainer
+    from hart_tf.train import distribute as dist
+    from hart_tf.train.trainer import _Trainer
 
     class Recording(_Trainer):
         def log_step(self, logs, model):
@@ -181,8 +181,8 @@ def _job_host(folder: str, hosts: int, host: int, port: str) -> dict:
 
 def _job_nan_replica() -> dict:
     """NaN targets in one replica's rows: every replica must skip the same update."""
-    from hart_tf import distribute as dist
-    from hart_tf.training import build_model
+    from hart_tf.train import distribute as dist
+    from hart_tf.train.trainer import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(_options("data_parallel", run_eagerly=True))
@@ -368,7 +368,7 @@ def test_benchmark_distribute_quick_reports_efficiency(tmp_path):
     (dict(distribute="data_parallel", num_hosts=0), "--num_hosts must be at least 1"),
 ])
 def test_setup_rejects_bad_flags_in_one_line(changes, message):
-    from hart_tf import distribute
+    from hart_tf.train import distribute
 
     with pytest.raises(ValueError, match=message):
         distribute.setup(_options(**changes))
@@ -376,7 +376,7 @@ def test_setup_rejects_bad_flags_in_one_line(changes, message):
 
 
 def test_several_hosts_need_a_coordinator_or_tf_config(monkeypatch):
-    from hart_tf import distribute
+    from hart_tf.train import distribute
 
     options = _options("data_parallel", num_hosts=2, process_id=1)
     with pytest.raises(ValueError, match="needs --coordinator_address=HOST:PORT"):
@@ -395,7 +395,7 @@ def test_several_hosts_need_a_coordinator_or_tf_config(monkeypatch):
 
 
 def test_one_device_plan_changes_nothing():
-    from hart_tf import distribute
+    from hart_tf.train import distribute
 
     plan = distribute.setup(_options())
     assert (plan.mode, plan.num_devices, plan.is_chief) == ("none", 1, True)
@@ -406,7 +406,7 @@ def test_one_device_plan_changes_nothing():
 
 
 def test_each_jax_host_feeds_its_rows(monkeypatch):
-    from hart_tf import distribute
+    from hart_tf.train import distribute
 
     x, y = next(_batches())
     for host in (0, 1):
@@ -420,8 +420,8 @@ def test_each_jax_host_feeds_its_rows(monkeypatch):
 
 
 def test_only_the_chief_writes_checkpoints(tmp_path, monkeypatch):
-    from hart_tf import distribute
-    from hart_tf.checkpoints import CheckpointManager
+    from hart_tf.train import distribute
+    from hart_tf.train.checkpoints import CheckpointManager
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     manager = CheckpointManager(tmp_path / "run")

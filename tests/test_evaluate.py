@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from absl import flags as absl_flags
 
-from hart_tf import cli
-from hart_tf import evaluate as evaluate_cli
-from hart_tf.config import HARTConfig
-from hart_tf.evaluation import evaluate_opencv, score
-from hart_tf.model import HART
+from hart_tf.cli import common as cli
+from hart_tf.cli import evaluate as evaluate_cli
+from hart_tf.eval.sequences import evaluate_opencv, score
+from hart_tf.model.config import HARTConfig
+from hart_tf.model.hart import HART
 
 FLAGS = absl_flags.FLAGS
 
@@ -72,9 +72,9 @@ def _run(argv, capsys):
 def test_evaluate_cli_scores_opencv_beside_hart(tiny_checkpoint, tmp_path, capsys):
     _needs_opencv()
     out = tmp_path / "out"
-    captured = _run([f"--checkpoint={tiny_checkpoint}", "--eval_sequences=2", "--eval_steps=3",
+    captured = _run([f"--model={tiny_checkpoint}", "--eval_sequences=2", "--eval_steps=3",
                      "--num_distractors_max=0", "--opencv_baselines=csrt,kcf",
-                     f"--out_dir={out}"], capsys)
+                     f"--out={out}"], capsys)
     last = captured.out.strip().splitlines()[-1]
     assert last.startswith("mean IoU over 3 steps: ")
     assert "; OpenCV CSRT " in last and "; OpenCV KCF " in last
@@ -99,27 +99,27 @@ def _error(argv, capsys) -> str:
 
 
 def test_evaluate_cli_rejects_an_unknown_opencv_tracker(tiny_checkpoint, capsys):
-    assert _error([f"--checkpoint={tiny_checkpoint}", "--opencv_baselines=boosting"],
+    assert _error([f"--model={tiny_checkpoint}", "--opencv_baselines=boosting"],
                   capsys) == (
         "error: --opencv_baselines: unknown tracker 'boosting'; choose from csrt,kcf,mil")
 
 
 def test_evaluate_cli_without_opencv_says_what_to_install(tiny_checkpoint, capsys,
                                                           monkeypatch):
-    from hart_tf import baselines
+    from hart_tf.track import baselines
 
     def missing():
         raise ImportError("No module named 'cv2'")
 
     monkeypatch.setattr(baselines, "_import_cv2", missing)
-    assert _error([f"--checkpoint={tiny_checkpoint}", "--opencv_baselines=csrt"], capsys) == (
+    assert _error([f"--model={tiny_checkpoint}", "--opencv_baselines=csrt"], capsys) == (
         "error: --opencv_baselines needs OpenCV: pip install -e '.[bench]'")
 
 
 def test_evaluate_warns_when_the_test_data_is_not_what_the_run_trained_on(
         tiny_checkpoint, tmp_path, capsys):
-    from hart_tf.checkpoints import CheckpointManager
-    from hart_tf.saving import load_model
+    from hart_tf.model.saving import load_model
+    from hart_tf.train.checkpoints import CheckpointManager
 
     model = load_model(tiny_checkpoint)
     trained = {"dataset": "synthetic", "texture_source": "procedural",
@@ -128,12 +128,12 @@ def test_evaluate_warns_when_the_test_data_is_not_what_the_run_trained_on(
                "occlusion_prob": 0.5}
     CheckpointManager(tmp_path / "run", keep=1).save(
         model, {"step": 1, "config": model.config.to_dict(), "data": trained}, best=True)
-    common = [f"--checkpoint={tmp_path / 'run'}", "--eval_sequences=1", "--eval_steps=2",
-              "--num_distractors_max=0", f"--out_dir={tmp_path / 'out'}"]
+    common = [f"--model={tmp_path / 'run'}", "--eval_sequences=1", "--eval_steps=2",
+              "--num_distractors_max=0", f"--out={tmp_path / 'out'}"]
     err = _run(common, capsys).err
     assert (f"warning: {tmp_path / 'run' / 'best.keras'} was trained on other synthetic data: "
             "--distractor_cross_speed=6.0 (here 0.0); pass its flags to score it on its own "
             "test set") in err.splitlines()
     assert "warning" not in _run([*common, "--distractor_cross_speed=6"], capsys).err
     # A bare .keras file (no record beside it) is scored without a word.
-    assert "warning" not in _run([f"--checkpoint={tiny_checkpoint}", *common[1:]], capsys).err
+    assert "warning" not in _run([f"--model={tiny_checkpoint}", *common[1:]], capsys).err

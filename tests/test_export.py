@@ -11,11 +11,11 @@ import pytest
 from absl import flags as absl_flags
 from fixtures_tracking import CONFIG, exported_dir, untrained_checkpoint  # noqa: F401
 
-from hart_tf import export
-from hart_tf.baselines import run_tracker
-from hart_tf.saving import load_model
-from hart_tf.track import load_tracker
-from hart_tf.tracker import Tracker
+from hart_tf.cli.track import load_tracker
+from hart_tf.model.saving import load_model
+from hart_tf.track import export
+from hart_tf.track.baselines import run_tracker
+from hart_tf.track.tracker import Tracker
 
 H, W = CONFIG.image_size
 
@@ -182,7 +182,7 @@ def test_existing_export_dir_is_refused(untrained_checkpoint, tmp_path):  # noqa
     target = tmp_path / "1"
     target.mkdir()
     (target / "old.txt").write_text("x")
-    with pytest.raises(ValueError, match=r"^--export_dir: .*/1 already exists; choose a new"):
+    with pytest.raises(ValueError, match=r"^--out: .*/1 already exists; choose a new"):
         export.export_checkpoint(untrained_checkpoint, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]  # no temporary folder left
 
@@ -202,13 +202,13 @@ def _main_error(capsys, *args) -> str:
 
 
 def test_cli_errors(capsys, tmp_path):
-    assert _main_error(capsys, f"--export_dir={tmp_path}/1") == (
-        "error: --checkpoint is required (a .keras file or a run folder)")
-    assert _main_error(capsys, f"--checkpoint={tmp_path}/a.keras") == (
-        "error: --export_dir is required (e.g. models/hart/1 for TF Serving)")
-    assert _main_error(capsys, f"--checkpoint={tmp_path}/a.keras",
-                       f"--export_dir={tmp_path}/1") == (
-        f"error: --checkpoint: {tmp_path}/a.keras does not exist")
+    assert _main_error(capsys, f"--out={tmp_path}/1") == (
+        "error: --model is required (a .keras file or a run folder)")
+    assert _main_error(capsys, f"--model={tmp_path}/a.keras") == (
+        "error: --out is required: the SavedModel folder (e.g. models/hart/1 for TF Serving)")
+    assert _main_error(capsys, f"--model={tmp_path}/a.keras",
+                       f"--out={tmp_path}/1") == (
+        f"error: --model: {tmp_path}/a.keras does not exist")
 
 
 def test_round_trip_in_a_process_without_hart_tf(processes, keras_outputs):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from absl import flags as absl_flags
 
-from hart_tf import cli
-from hart_tf.train import options_from_flags
+from hart_tf.cli import common as cli
+from hart_tf.cli.train import options_from_flags
 
 REPO = Path(__file__).resolve().parents[1]
 FLAGFILES = sorted(p.name for p in (REPO / "flags").glob("*.cfg"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hart_tf.data import kitti
+from hart_tf.data import kitti, kitti_prepare
 from hart_tf.data.errors import DataError
 from hart_tf.data.images import read_image
 
@@ -79,7 +79,7 @@ def _reference_windows(label_path, seq_len, train_fraction=0.8):
 def test_stats_pinned_on_real_labels(real_labels):
     seqs = kitti.load_kitti(label_dir=real_labels)
     assert len(seqs) == 21
-    stats = kitti.kitti_stats(seqs, 30)
+    stats = kitti_prepare.kitti_stats(seqs, 30)
     got = {s: {c: (v["tracks"], v["windows"]) for c, v in per.items()} for s, per in stats.items()}
     assert got == PINNED_STATS_30
     for seq_len, per_split in PINNED_WINDOWS.items():
@@ -96,24 +96,24 @@ def test_windows_match_numpy_reference(real_labels, name, seq_len):
     path = os.path.join(real_labels, f"{name}.txt")
     tracks, segments, removed = kitti.read_labels(path)
     seq = kitti.KittiSequence(name, tuple(tracks), segments, removed)
-    stats = kitti.kitti_stats([seq], seq_len)
+    stats = kitti_prepare.kitti_stats([seq], seq_len)
     got = {s: sum(c["windows"] for c in per.values()) for s, per in stats.items()}
     assert got == _reference_windows(path, seq_len)
     assert got["train"] > 0 and got["test"] > 0
 
 
 def test_main_prints_stats(real_labels, capsys):
-    assert kitti.main(["kitti", f"--label_dir={real_labels}", "--stats"]) == 0
+    assert kitti_prepare.main(["kitti", f"--label_dir={real_labels}", "--stats"]) == 0
     out = capsys.readouterr().out
     assert "train  all                1209     1869" in out
     assert "test   all                 277      267" in out
-    assert kitti.main(["kitti", "--label_dir=/nonexistent", "--stats"]) == 1
+    assert kitti_prepare.main(["kitti", "--label_dir=/nonexistent", "--stats"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "/nonexistent: directory not found" in err
 
 
 def test_module_entry_point(real_labels):
-    cmd = [sys.executable, "-m", "hart_tf.data.kitti", f"--label_dir={real_labels}",
+    cmd = [sys.executable, "-m", "hart_tf.data.kitti_prepare", f"--label_dir={real_labels}",
            "--stats", "--seq_len=5"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert "train  Car                 714     5831" in out
@@ -222,11 +222,11 @@ def test_real_frames_samples(six_frames):
 def test_prepared_cache(six_frames):
     src = str(six_frames / "training" / "image_02")
     out = str(six_frames / "training" / kitti.PREPARED_SUBDIR)
-    assert kitti.prepare_frames(src, out, progress=False) == 6
+    assert kitti_prepare.prepare_frames(src, out, progress=False) == 6
     assert Image.open(os.path.join(out, "0001", "000002.png")).size == (621, 187)
-    assert kitti.prepare_frames(src, out, progress=False) == 0  # resumable: nothing left
+    assert kitti_prepare.prepare_frames(src, out, progress=False) == 0  # resumable: nothing left
     os.remove(os.path.join(out, "0000", "000001.png"))
-    assert kitti.prepare_frames(src, out, progress=False) == 1
+    assert kitti_prepare.prepare_frames(src, out, progress=False) == 1
     assert not [f for _, _, fs in os.walk(out) for f in fs if ".tmp" in f]
 
     original = kitti.load_kitti(img_dir=src, label_dir=str(six_frames / "training/label_02"))

@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 
-from hart_tf import datasets
-from hart_tf.config import HARTConfig
-from hart_tf.curriculum import Curriculum
-from hart_tf.training import TrainOptions, build_model
+from hart_tf.model.config import HARTConfig
+from hart_tf.train import sources as datasets
+from hart_tf.train.curriculum import Curriculum
+from hart_tf.train.trainer import TrainOptions, build_model
 
 
 def test_kitti_config_trains_on_real_frames(six_frames):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from hart_tf import losses
 from hart_tf.layers.adaptive_loss_weights import AdaptiveLossWeights
+from hart_tf.model import losses
 
 NLL_ZERO = -math.log(losses.EPS)  # -log of the floor, 18.42
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from hart_tf import metrics
+from hart_tf.model import metrics
 
 
 def np_(x):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from keras import ops
 
-from hart_tf.config import HARTConfig
-from hart_tf.layers.hart_cell import HARTCell
-from hart_tf.model import HART
+from hart_tf.model.cell import HARTCell
+from hart_tf.model.config import HARTConfig
+from hart_tf.model.hart import HART
 
 # A tiny config keeps every test cheap on two CPU cores.
 TINY = HARTConfig.from_preset(
@@ -166,8 +166,8 @@ def _map_centre_np(maps, att_box):
 
 
 def test_location_map_centre_reads_a_perfect_mask():
-    from hart_tf.layers.hart_cell import location_map_centre
-    from hart_tf.losses import appearance_target
+    from hart_tf.model.cell import location_map_centre
+    from hart_tf.model.losses import appearance_target
 
     # Object on whole cells of a 7x7 grid over a 70x35 attention box: its centre exactly.
     att = np.array([[[10.0, 20.0, 70.0, 35.0]]], "float32")
@@ -262,7 +262,7 @@ def test_config_round_trip_and_keras_file(tmp_path, model):
                                atol=1e-6)
     path = tmp_path / "m.keras"
     model.save(path)
-    from hart_tf.saving import load_model
+    from hart_tf.model.saving import load_model
 
     loaded = load_model(path)
     out = _np(loaded(x, training=False))
@@ -353,7 +353,7 @@ def test_fit_overfits_a_fixed_batch():
     keras.utils.set_random_seed(0)
     m = HART(TINY.replace(adaptive_loss=False, l2_weight=0.0, keep_prob=1.0, zoneout=0.0), seed=0)
     m.build()
-    from hart_tf.optim import GuardedRMSprop
+    from hart_tf.train.optimizers import GuardedRMSprop
 
     m.compile(optimizer=GuardedRMSprop(5e-4, momentum=0.9, global_clipnorm=1.0),
               jit_compile=keras.backend.backend() == "jax")
@@ -369,7 +369,7 @@ def test_guarded_optimizer_skips_non_finite_updates(name):
     keras.utils.set_random_seed(0)
     m = HART(TINY, seed=0)
     m.build()
-    from hart_tf.optim import GuardedAdam, GuardedRMSprop, make_optimizer
+    from hart_tf.train.optimizers import GuardedAdam, GuardedRMSprop, make_optimizer
 
     optimizer = make_optimizer(name, 1e-3, 0.9, 1.0)
     assert type(optimizer) is {"rmsprop": GuardedRMSprop, "adam": GuardedAdam}[name]
@@ -398,7 +398,7 @@ def test_guarded_optimizer_skips_non_finite_updates(name):
 def test_model_path_imports_without_tensorflow():
     code = (
         "import sys, os; os.environ['KERAS_BACKEND']='jax'\n"
-        "import hart_tf.model, hart_tf.losses, hart_tf.layers, hart_tf.training\n"
+        "import hart_tf.model.hart, hart_tf.model.losses, hart_tf.layers, hart_tf.train.trainer\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

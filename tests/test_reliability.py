@@ -23,14 +23,15 @@ import numpy as np
 import pytest
 from absl import flags as absl_flags
 
-from hart_tf import cli, datasets
-from hart_tf import train as train_cli
-from hart_tf.checkpoints import CheckpointManager
-from hart_tf.config import HARTConfig
-from hart_tf.curriculum import Curriculum
-from hart_tf.model import HART
-from hart_tf.saving import load_model
-from hart_tf.training import TrainOptions, _seed_variables, _StepLogger, _Trainer, train
+from hart_tf.cli import common as cli
+from hart_tf.cli import train as train_cli
+from hart_tf.model.config import HARTConfig
+from hart_tf.model.hart import HART
+from hart_tf.model.saving import load_model
+from hart_tf.train import sources as datasets
+from hart_tf.train.checkpoints import CheckpointManager
+from hart_tf.train.curriculum import Curriculum
+from hart_tf.train.trainer import TrainOptions, _seed_variables, _StepLogger, _Trainer, train
 
 REPO = Path(__file__).resolve().parents[1]
 # The smallest model the synthetic data allows (its objects need frames of 64 pixels).
@@ -307,7 +308,7 @@ def test_tracking_awkward_input_never_gives_nan(v1):
 
 
 def test_tracker_takes_frames_smaller_than_the_glimpse_and_constant_frames():
-    from hart_tf.tracker import Tracker
+    from hart_tf.track.tracker import Tracker
 
     keras.utils.set_random_seed(0)
     model = HART(SMALL_FRAME, seed=0)
@@ -331,7 +332,9 @@ def test_tracker_takes_frames_smaller_than_the_glimpse_and_constant_frames():
 DRIVER = """
 import random, sys, time
 random.seed(0)
-from hart_tf import checkpoints, cli, train
+from hart_tf.train import checkpoints
+from hart_tf.cli import common as cli
+from hart_tf.cli import train
 pause = sys.argv.pop(1)
 if pause != "none":
     step, marker = pause.split(":", 1)

@@ -305,8 +305,9 @@ def test_no_tensorflow_import():
 def test_data_flags_shape_training_and_test_sequences(argv, n_distractors, jitter, occlusion):
     from absl import flags as absl_flags
 
-    from hart_tf import cli, datasets
-    from hart_tf.train import options_from_flags
+    from hart_tf.cli import common as cli
+    from hart_tf.cli.train import options_from_flags
+    from hart_tf.eval import sets
 
     absl_flags.FLAGS.unparse_flags()
     try:
@@ -314,11 +315,11 @@ def test_data_flags_shape_training_and_test_sequences(argv, n_distractors, jitte
         options = options_from_flags()
     finally:
         absl_flags.FLAGS.unparse_flags()
-    cfg = datasets.synthetic_config(options)
+    cfg = sets.synthetic_config(options)
     assert (cfg.n_distractors, cfg.distractor_jitter, cfg.occlusion_prob) == (
         n_distractors, jitter, occlusion)
     # The fixed test set is drawn from the same distribution: no look-alikes when asked.
-    test = datasets.eval_set(options, "test", n=2, length=3)
+    test = sets.eval_set(options, "test", n=2, length=3)
     again = synthetic.fixed_set("test", 2, 3, cfg)
     np.testing.assert_array_equal(test["frames"], again["frames"])
     extras = synthetic.make_sequence(synthetic.sequence_rng("test", 0, 0), 3, cfg,
@@ -331,8 +332,9 @@ def test_data_flags_shape_training_and_test_sequences(argv, n_distractors, jitte
 def test_cross_speed_flag_reaches_the_data():
     from absl import flags as absl_flags
 
-    from hart_tf import cli, datasets
-    from hart_tf.train import options_from_flags
+    from hart_tf.cli import common as cli
+    from hart_tf.cli.train import options_from_flags
+    from hart_tf.eval import sets
 
     absl_flags.FLAGS.unparse_flags()
     try:
@@ -340,7 +342,7 @@ def test_cross_speed_flag_reaches_the_data():
         options = options_from_flags()
     finally:
         absl_flags.FLAGS.unparse_flags()
-    cfg = datasets.synthetic_config(options)
+    cfg = sets.synthetic_config(options)
     assert cfg == CROSS
-    test = datasets.eval_set(options, "test", n=2, length=3)
+    test = sets.eval_set(options, "test", n=2, length=3)
     np.testing.assert_array_equal(test["boxes"], synthetic.fixed_set("test", 2, 3, CROSS)["boxes"])

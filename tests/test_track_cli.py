@@ -12,9 +12,9 @@ from absl import flags as absl_flags
 from fixtures_tracking import untrained_checkpoint  # noqa: F401
 from PIL import Image
 
-from hart_tf import track
-from hart_tf.baselines import run_tracker
-from hart_tf.tracker import Tracker
+from hart_tf.cli import track
+from hart_tf.track.baselines import run_tracker
+from hart_tf.track.tracker import Tracker
 
 N_FRAMES, FRAME_H, FRAME_W = 12, 60, 90
 INIT = "20,15,24,18"

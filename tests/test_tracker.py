@@ -15,11 +15,11 @@ from fixtures_tracking import (  # noqa: F401
 )
 from PIL import Image
 
-from hart_tf import metrics
-from hart_tf.baselines import StaticTracker, run_tracker
 from hart_tf.data import synthetic
-from hart_tf.saving import load_model
-from hart_tf.tracker import Tracker
+from hart_tf.model import metrics
+from hart_tf.model.saving import load_model
+from hart_tf.track.baselines import StaticTracker, run_tracker
+from hart_tf.track.tracker import Tracker
 
 # Frames are shown to the tracker at another size, scaled unevenly, so that a swapped axis
 # or a box left in the model's pixels would show.
@@ -178,8 +178,8 @@ def test_bad_input_is_reported(tracker, tmp_path):
 JAX_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
-    from hart_tf.saving import load_model
-    from hart_tf.tracker import Tracker
+    from hart_tf.model.saving import load_model
+    from hart_tf.track.tracker import Tracker
 
     model = load_model(sys.argv[1])
     x = np.load(sys.argv[2])

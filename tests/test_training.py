@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from absl import flags as absl_flags
 
-from hart_tf import cli
-from hart_tf import train as train_cli
-from hart_tf.curriculum import Curriculum
-from hart_tf.evaluation import evaluate_model, score
-from hart_tf.training import TrainOptions, _lr_for
+from hart_tf.cli import common as cli
+from hart_tf.cli import train as train_cli
+from hart_tf.eval.sequences import evaluate_model, score
+from hart_tf.train.curriculum import Curriculum
+from hart_tf.train.trainer import TrainOptions, _lr_for
 
 FLAGS = absl_flags.FLAGS
 
@@ -141,7 +141,7 @@ def test_curriculum_follows_a_fake_history():
 
 
 def test_collapse_warning_is_said_once_per_collapse_on_a_fake_history():
-    from hart_tf.curriculum import collapse_warning
+    from hart_tf.train.curriculum import collapse_warning
 
     def said(ious, lengths=None):
         lengths = lengths or [30] * len(ious)
@@ -165,7 +165,7 @@ def test_collapse_warning_is_said_once_per_collapse_on_a_fake_history():
 
 
 def test_training_prints_the_collapse_warning(tmp_path, monkeypatch, capsys):
-    from hart_tf import training
+    from hart_tf.train import trainer as training
 
     seen = []
 
@@ -191,7 +191,7 @@ def test_curriculum_lengths():
 
 
 def test_learning_rate_decays_with_the_sequence_length():
-    from hart_tf.config import HARTConfig
+    from hart_tf.model.config import HARTConfig
 
     options = TrainOptions(config=HARTConfig(), learning_rate=1e-3, lr_decay={10: 0.5, 20: 0.3})
     assert [_lr_for(options, t) for t in (5, 10, 19, 20, 30)] == pytest.approx(
@@ -200,7 +200,7 @@ def test_learning_rate_decays_with_the_sequence_length():
 
 def _fit_calls(monkeypatch) -> list[tuple[int, int, int]]:
     """Records (initial_epoch, epochs, steps_per_epoch) of every `fit` of a HART."""
-    from hart_tf.model import HART
+    from hart_tf.model.hart import HART
 
     calls, real = [], HART.fit
 
@@ -213,7 +213,7 @@ def _fit_calls(monkeypatch) -> list[tuple[int, int, int]]:
 
 
 def _tiny_options(tmp_path: Path, **changes) -> TrainOptions:
-    from hart_tf.config import HARTConfig
+    from hart_tf.model.config import HARTConfig
 
     tiny = HARTConfig.from_preset("small", image_size=(64, 64), glimpse_size=(8, 8),
                                   v1_channels=8, rnn_units=12, dorsal_units=10)
@@ -226,7 +226,7 @@ def _tiny_options(tmp_path: Path, **changes) -> TrainOptions:
 
 
 def test_one_fit_per_curriculum_length(tmp_path, monkeypatch):
-    from hart_tf.training import train
+    from hart_tf.train.trainer import train
 
     calls = _fit_calls(monkeypatch)
     summary = train(_tiny_options(tmp_path))
@@ -244,8 +244,8 @@ def test_one_fit_per_curriculum_length(tmp_path, monkeypatch):
 def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, capsys):
     import keras
 
-    from hart_tf import training
-    from hart_tf.checkpoints import CheckpointError
+    from hart_tf.model.saving import CheckpointError
+    from hart_tf.train import trainer as training
 
     first = training.train(_tiny_options(tmp_path / "a", epochs=1))
     source = keras.saving.load_model(first["checkpoint"], compile=False)
@@ -288,7 +288,7 @@ def test_init_from_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_time_budget_stops_inside_a_fit(tmp_path, monkeypatch):
-    from hart_tf.training import train
+    from hart_tf.train.trainer import train
 
     calls = _fit_calls(monkeypatch)
     never = Curriculum((2, 3), threshold=2.0, min_epochs=1)  # IoU never reaches 2

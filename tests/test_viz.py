@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hart_tf import viz
+from hart_tf.viz import draw as viz
 
 GREEN, RED, BLUE = (viz.DEFAULT_COLORS[k] for k in ("gt", "pred", "att"))
 

@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from hart_tf import cli, datasets
-from hart_tf.cli import FLAGS
+from hart_tf.cli import common as cli
+from hart_tf.cli.common import FLAGS
+from hart_tf.eval import sets
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("ratm", "spatial", "appearance", "hart")
@@ -80,7 +81,7 @@ def _parse_for(base_argv: list[str], variant: str, seed: int):
     FLAGS.run_name = f"ablation_{FLAGS.dataset}_{variant}_s{seed}"
     if FLAGS.logdir:  # one TensorBoard folder per run, as without --logdir
         FLAGS.logdir = os.path.join(FLAGS.logdir, FLAGS.run_name)
-    from hart_tf.train import options_from_flags
+    from hart_tf.cli.train import options_from_flags
 
     return options_from_flags()
 
@@ -93,9 +94,8 @@ def train_variant(base_argv: list[str], variant: str, seed: int, retrain: bool) 
     """Trains (or reuses) one run and returns its record: test scores, params, time."""
     import keras
 
-    from hart_tf.checkpoints import resolve_checkpoint
-    from hart_tf.saving import load_model
-    from hart_tf.training import train
+    from hart_tf.model.saving import load_model, resolve_checkpoint
+    from hart_tf.train.trainer import train
 
     options = _parse_for(base_argv, variant, seed)
     marker = options.run_dir / "ablation.json"
@@ -112,7 +112,7 @@ def train_variant(base_argv: list[str], variant: str, seed: int, retrain: bool) 
             print(f"[ablation] removing unfinished or stale run {options.run_dir}")
             shutil.rmtree(options.run_dir)
         print(f"[ablation] training {LABELS[variant]} seed {seed} -> {options.run_dir}")
-        options.resume = False
+        options.run.resume = False
         summary = train(options)
         model = load_model(resolve_checkpoint(options.run_dir))
         record = {
@@ -233,16 +233,15 @@ def _label_bar(text: str, width: int) -> np.ndarray:
 def location_map_figure(records: list[dict], path: Path, n_sequences: int) -> None:
     """Fig. 6: the first test sequences tracked by each variant (its first seed's run)."""
     from hart_tf import viz
-    from hart_tf.checkpoints import resolve_checkpoint
-    from hart_tf.evaluation import predict
-    from hart_tf.saving import load_model
+    from hart_tf.eval.sequences import predict
+    from hart_tf.model.saving import load_model, resolve_checkpoint
 
     firsts = {}
     for r in records:
         firsts.setdefault(r["variant"], r)
     options = next(iter(firsts.values()))["options"]
-    data = datasets.eval_set(options, "test", n=options.eval_sequences,
-                             length=options.eval_steps + 1)
+    data = sets.eval_set(options, "test", n=options.data.eval_sequences,
+                             length=options.data.eval_steps + 1)
     n = max(1, min(n_sequences, len(data["frames"])))
     data = {k: v[:n] for k, v in data.items()}
     blocks = []
@@ -282,13 +281,13 @@ def results_block(agg, records, out_dir: Path, results: Path, command: str, mach
         f"Command: `{command}`  ",
         f"Machine: {machine}; Keras backend {_backend()}; started {started}.  ",
         f"Budget per run: --max_minutes={FLAGS.max_minutes} of training, batch "
-        f"{options.batch_size}, learning rate {options.learning_rate:g}, curriculum "
-        f"{list(options.curriculum.lengths)} (next length at train IoU >= "
-        f"{options.curriculum.threshold:g}); test set: "
-        f"{records[0]['test']['sequences']} fixed sequences of {options.eval_steps} steps "
+        f"{options.optimizer.batch_size}, learning rate {options.optimizer.learning_rate:g}, "
+        f"curriculum {list(options.schedule.curriculum_lengths)} (next length at train IoU >= "
+        f"{options.schedule.curriculum_threshold:g}); test set: "
+        f"{records[0]['test']['sequences']} fixed sequences of {options.data.eval_steps} steps "
         "after the first frame. The paper's column is its KITTI result, given for reference.",
         "",
-        markdown_table(agg, options.eval_steps),
+        markdown_table(agg, options.data.eval_steps),
         "",
         *[f"- {line}" for line in ordering(agg)],
         "",

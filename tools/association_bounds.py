@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from hart_tf import cli
-from hart_tf.cli import FLAGS
+from hart_tf.cli import common as cli
+from hart_tf.cli.common import FLAGS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/box_drift.py when imported
 from box_drift import centre  # noqa: E402
@@ -63,7 +63,7 @@ RULES = ("nearest", "velocity")
 
 def overlap_fraction(gt: np.ndarray, distractors: np.ndarray, presence: np.ndarray) -> np.ndarray:
     """Per step, the fraction of present targets that overlap at least one look-alike (T,)."""
-    from hart_tf.metrics import iou
+    from hart_tf.model.metrics import iou
 
     if not distractors.shape[2]:
         return np.zeros(gt.shape[1])
@@ -127,15 +127,17 @@ def associate(gt: np.ndarray, distractors: np.ndarray, presence: np.ndarray, rul
 @cli.one_line_errors
 def main(argv):
     cli.reject_extra_args(argv)
-    from hart_tf import datasets, evaluation, metrics
-    from hart_tf.train import options_from_flags
+    from hart_tf.cli.train import options_from_flags
+    from hart_tf.eval import sequences as evaluation
+    from hart_tf.eval import sets
+    from hart_tf.model import metrics
 
     options = options_from_flags()
-    if options.dataset != "synthetic":
-        raise ValueError(f"--dataset={options.dataset}: the look-alikes' boxes exist only for "
+    if options.data.dataset != "synthetic":
+        raise ValueError(f"--dataset={options.data.dataset}: the look-alikes' boxes exist only for "
                          "--dataset=synthetic")
     steps = FLAGS.eval_steps or 30
-    data = datasets.eval_set(options, "test", n=FLAGS.eval_sequences, length=steps + 1,
+    data = sets.eval_set(options, "test", n=FLAGS.eval_sequences, length=steps + 1,
                              with_extras=True)
     gt, presence = data["boxes"], data["presence"]
     result = {"sequences": FLAGS.eval_sequences, "steps": steps}

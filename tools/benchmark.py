@@ -18,7 +18,7 @@ Measures, after warm-up (compilation) and as medians of repeated timings:
             and the rate with frames queued on the device (`track_baked`: JAX with the
             weights as compile-time constants).
   objects   N objects of one frame stream in one batched step: object-frames/s.
-  tracker_api  the same through `hart_tf.tracker.Tracker` (the public online API).
+  tracker_api  the same through `hart_tf.track.tracker.Tracker` (the public online API).
   opencv    OpenCV trackers on the same frames at batch 1, and the ratio HART / tracker.
   windows   (--windows) real-clip training windows (`hart_tf.data.clip_windows`) of --windows_T
             frames at the small config's 96x128, rendered one after another in this process
@@ -66,7 +66,7 @@ flags.DEFINE_list("track", ["kitti"], "Configs for online tracking at batch 1; e
 flags.DEFINE_integer("track_frames", 100, "Frames tracked per timing.")
 flags.DEFINE_list("objects", ["1", "10", "100"], "Object counts for the batched-objects test.")
 flags.DEFINE_list("opencv", ["csrt", "kcf"], "OpenCV trackers timed on the same frames.")
-flags.DEFINE_bool("tracker_api", True, "Also time hart_tf.tracker.Tracker end to end (host "
+flags.DEFINE_bool("tracker_api", True, "Also time hart_tf.track.tracker.Tracker end to end (host "
                   "resize, tiling and float32 frames included), where that module exists.")
 flags.DEFINE_string("clips_dir", None,
                     "Track real clips (OTB layout, resized to the config's frame size) from "
@@ -183,7 +183,7 @@ def _host_peak_rss_bytes() -> int:
 
 
 def _config(name: str):
-    from hart_tf.config import HARTConfig
+    from hart_tf.model.config import HARTConfig
 
     return HARTConfig.from_preset(name, **(QUICK_SHAPES if FLAGS.quick else {}))
 
@@ -233,10 +233,10 @@ def _to_device(tree):
 
 
 def build_model(config, precision: str = "fp32", loop: str = "scan", seed: int = 0):
-    """A compiled HART as `hart_tf.training.build_model` makes it, with the loop and precision
+    """A compiled HART as `hart_tf.train.trainer.build_model` makes it, with the loop and precision
     switches (RMSprop + clipping with the bad-step guard)."""
-    from hart_tf.model import HART
-    from hart_tf.optim import GuardedRMSprop
+    from hart_tf.model.hart import HART
+    from hart_tf.train.optimizers import GuardedRMSprop
 
     model = HART(config, seed=seed, unroll=loop == "unroll", mixed_precision=precision == "bf16")
     model.build()
@@ -260,8 +260,8 @@ def _synthetic_cfg(config):
 def _batches(config, batch: int, steps: int, n: int) -> list[tuple[dict, dict]]:
     from concurrent.futures import ThreadPoolExecutor
 
-    from hart_tf import datasets
     from hart_tf.data import synthetic
+    from hart_tf.train import sources as datasets
 
     cfg = _synthetic_cfg(config)
     with ThreadPoolExecutor(min(n, os.cpu_count() or 1)) as pool:
@@ -350,8 +350,8 @@ def bench_train(spec: str) -> list[dict[str, Any]]:
 
 def _bench_pipeline(spec, config, b, t, host, run, step_s) -> dict[str, Any]:
     """Where a step's input comes from: generation, transfer, and a step fed from host RAM."""
-    from hart_tf import datasets
     from hart_tf.data import synthetic
+    from hart_tf.train import sources as datasets
 
     cfg = _synthetic_cfg(config)
     gen = _timed(lambda: datasets.to_xy(synthetic.train_batch(99, b, t, FLAGS.seed, cfg)),
@@ -570,9 +570,9 @@ def _object_boxes(box0: np.ndarray, n: int, config) -> np.ndarray:
 
 
 def _bench_tracker_api(model, name, frames, box0, source, config) -> list[dict[str, Any]]:
-    """`hart_tf.tracker.Tracker` (the public online API) at batch 1 and N objects."""
+    """`hart_tf.track.tracker.Tracker` (the public online API) at batch 1 and N objects."""
     try:
-        from hart_tf.tracker import Tracker
+        from hart_tf.track.tracker import Tracker
     except ImportError as e:
         return [{"bench": "tracker_api", "config": name, "error": str(e).splitlines()[0]}]
     records = []
@@ -671,7 +671,7 @@ def bench_track(name: str) -> Iterator[dict[str, Any]]:
         rec = {"bench": "opencv", "config": name, "tracker": kind, "source": source,
                "frames": len(frames) - 1}
         try:
-            from hart_tf.baselines import OpenCVTracker, run_tracker
+            from hart_tf.track.baselines import OpenCVTracker, run_tracker
 
             fps_runs = [run_tracker(OpenCVTracker(kind), frames, xywh)[1]
                         for _ in range(max(1, FLAGS.repeats // 2))]
@@ -812,7 +812,7 @@ def append_markdown(path: Path, env: dict[str, Any], records: list[dict[str, Any
 
 def check_flags() -> None:
     """Every flag value checked before anything is built: one-line ValueErrors."""
-    from hart_tf.config import PRESETS
+    from hart_tf.model.config import PRESETS
 
     specs = [parse_train_spec(s) for s in FLAGS.train + FLAGS.profile]
     for name in [s["config"] for s in specs] + list(FLAGS.track):

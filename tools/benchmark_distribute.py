@@ -30,7 +30,7 @@ from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-flags.DEFINE_string("config", "kitti", "Model preset (hart_tf.config.PRESETS).")
+flags.DEFINE_string("config", "kitti", "Model preset (hart_tf.model.config.PRESETS).")
 flags.DEFINE_integer("per_device_batch", 32, "Sequences per device and step.")
 flags.DEFINE_integer("seq_len", 10, "Frames per training sequence (T).")
 flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Device counts; counts above what the "
@@ -48,7 +48,7 @@ FLAGS = flags.FLAGS
 
 
 def _options(config, batch: int, devices: int):
-    from hart_tf.training import TrainOptions
+    from hart_tf.train.trainer import TrainOptions
 
     return TrainOptions(config=config, batch_size=batch, seed=0, verbose=0,
                         jit_compile=FLAGS.jit_compile,
@@ -59,9 +59,10 @@ def measure(config, devices: int, per_device_batch: int, seq_len: int) -> dict:
     """Trained frames/s of `devices` devices, each with `per_device_batch` sequences."""
     import keras
 
-    from hart_tf import datasets, distribute
     from hart_tf.data import synthetic
-    from hart_tf.training import build_model, use_function_for_length
+    from hart_tf.train import distribute
+    from hart_tf.train import sources as datasets
+    from hart_tf.train.trainer import build_model, use_function_for_length
 
     batch = devices * per_device_batch
     options = _options(config, batch, devices)
@@ -108,7 +109,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import keras
 
-    from hart_tf.config import HARTConfig
+    from hart_tf.model.config import HARTConfig
 
     if FLAGS.quick:
         config = HARTConfig.from_preset("small", image_size=(64, 64), glimpse_size=(8, 8),

@@ -1,7 +1,7 @@
 """Where does a trained HART lose the target? Centre error and size drift per time step.
 
 Usage (from the repo root):
-  python tools/box_drift.py --checkpoint=checkpoints/hart [--eval_sequences=32 --eval_steps=30]
+  python tools/box_drift.py --model=checkpoints/hart [--eval_sequences=32 --eval_steps=30]
 
 Runs the checkpoint (a run folder or a .keras file) on the fixed test set of `--dataset`
 (synthetic by default; the same set as `python -m hart_tf.evaluate`, data flags included) and
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hart_tf import cli
-from hart_tf.cli import FLAGS
+from hart_tf.cli import common as cli
+from hart_tf.cli.common import FLAGS
 
 
 def centre(boxes: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ def follows(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray,
         distractors: look-alike boxes (N, T, K, 4); zero-size boxes pad sequences with fewer.
         presence: (N, T).
     """
-    from hart_tf.metrics import iou
+    from hart_tf.model.metrics import iou
 
     on_target = np.asarray(iou(pred, gt))  # (N, T)
     if distractors.shape[2]:
@@ -89,7 +89,7 @@ def follows(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray,
 def true_size_iou(pred: np.ndarray, gt: np.ndarray, presence: np.ndarray) -> dict[str, float]:
     """Mean IoU (as `evaluate`'s) of the predicted boxes, and of the same centres given the
     target's true size: how much of the loss is the boxes' size, how much their position."""
-    from hart_tf.metrics import mean_iou
+    from hart_tf.model.metrics import mean_iou
 
     resized = np.concatenate([centre(pred) - gt[..., 2:] / 2, gt[..., 2:]], axis=-1)
     return {"own_size": float(np.asarray(mean_iou(pred, gt, presence))),
@@ -113,7 +113,7 @@ def map_on_objects(maps: np.ndarray, att_boxes: np.ndarray, gt: np.ndarray,
         distractors: look-alike boxes (N, T, K, 4); zero-size boxes pad.
         presence: (N, T).
     """
-    from hart_tf.losses import appearance_target
+    from hart_tf.model.losses import appearance_target
 
     cells = maps.shape[2:]
     target = np.asarray(appearance_target(gt, att_boxes, cells)) > 0  # (N, T, fh, fw)
@@ -139,26 +139,25 @@ def map_on_objects(maps: np.ndarray, att_boxes: np.ndarray, gt: np.ndarray,
 @cli.one_line_errors
 def main(argv):
     cli.reject_extra_args(argv)
-    if not FLAGS.checkpoint:
+    if not FLAGS.model:
         print("error: --checkpoint is required (a run folder or a .keras file)",
               file=sys.stderr)
         return 2
-    from hart_tf import datasets
-    from hart_tf.checkpoints import resolve_checkpoint
-    from hart_tf.evaluate import warn_if_other_data
-    from hart_tf.evaluation import predict
-    from hart_tf.saving import load_model
-    from hart_tf.train import options_from_flags
+    from hart_tf.cli.evaluate import warn_if_other_data
+    from hart_tf.cli.train import options_from_flags
+    from hart_tf.eval import sets
+    from hart_tf.eval.sequences import predict
+    from hart_tf.model.saving import load_model, resolve_checkpoint
 
-    path = resolve_checkpoint(FLAGS.checkpoint)
+    path = resolve_checkpoint(FLAGS.model)
     model = load_model(path)
     steps = FLAGS.eval_steps or 30
     # The same fixed test set as `python -m hart_tf.evaluate` (dataset and texture flags).
     options = options_from_flags()
     options.config = model.config
     warn_if_other_data(path, options)
-    synthetic = options.dataset == "synthetic"
-    data = datasets.eval_set(options, "test", n=FLAGS.eval_sequences, length=steps + 1,
+    synthetic = options.data.dataset == "synthetic"
+    data = sets.eval_set(options, "test", n=FLAGS.eval_sequences, length=steps + 1,
                              with_extras=synthetic)
     out = predict(model, data, batch_size=16)
     result = {"checkpoint": str(path), "sequences": FLAGS.eval_sequences, "steps": steps,

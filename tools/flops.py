@@ -25,7 +25,7 @@ import sys
 
 from absl import app, flags
 
-from hart_tf.config import HARTConfig
+from hart_tf.model.config import HARTConfig
 
 H100_BF16_TFLOPS = 800.0  # measured dense bf16 matmul peak on this workplace's H100 (KINDS.md)
 TRAIN_FACTOR = 3.0  # forward + backward (~2x forward)

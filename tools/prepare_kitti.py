@@ -23,7 +23,8 @@ import sys
 from absl import app, flags
 
 from hart_tf.data.errors import DataError
-from hart_tf.data.kitti import FRAME_SIZE, PREPARED_SUBDIR, prepare_frames
+from hart_tf.data.kitti import FRAME_SIZE, PREPARED_SUBDIR
+from hart_tf.data.kitti_prepare import prepare_frames
 
 flags.DEFINE_string("data_dir", None, "KITTI root holding training/image_02.")
 flags.DEFINE_string("img_dir", None, "Source image folder (overrides data_dir).")

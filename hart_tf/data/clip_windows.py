@@ -16,7 +16,7 @@ the tracker resizes clip frames, into the same dict as the synthetic data: `fram
 Frames where the target is not visible (`clips.read_training_boxes`: GOT-10k's absence.txt,
 LaSOT's occlusion and out-of-view flags, empty boxes) get presence 0 and the last visible
 box before them in the window; every loss term and the train IoU mask such steps out
-(`hart_tf.losses.time_weighted_mean`), and a real box keeps their values finite. A window
+(`hart_tf.model.losses.time_weighted_mean`), and a real box keeps their values finite. A window
 starts and ends on a visible target (played backwards, its last frame is its first), since
 the tracker is initialised from the first box.
 

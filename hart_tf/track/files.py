@@ -1,4 +1,6 @@
-"""Track one object through your own frames or video with a trained HART.
+"""Tracking one object through a folder of frames or a video file, to a box file.
+
+The library behind `python -m hart_tf.track` (`hart_tf.cli.track`):
 
 Usage:
     python -m hart_tf.track --model=models/hart/1 --frames=clip/ --init=120,40,32,64 \\
@@ -23,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hart_tf import cli
-from hart_tf.cli import FLAGS
+from hart_tf import viz
 from hart_tf.data.clips import frame_paths
 from hart_tf.data.errors import DataError
 from hart_tf.data.images import read_image
-from hart_tf.tracker import Tracker
+from hart_tf.model.saving import CheckpointError
+from hart_tf.track.tracker import Tracker
 
 VIDEO_HINT = "pip install -e '.[video]'"
 GIF_MAX_SIDE = 480  # GIF frames are shrunk to this, so a long clip stays a small file
@@ -61,8 +63,6 @@ def check_init_in_frame(box: np.ndarray, frame_shape: tuple[int, ...]) -> None:
 
 def load_tracker(path: str | os.PathLike) -> Tracker:
     """A SavedModel export folder, a `.keras` checkpoint or a run folder -> Tracker."""
-    from hart_tf.checkpoints import CheckpointError
-
     p = Path(path)
     if not p.exists():
         raise ValueError(f"--model: {p} does not exist")
@@ -71,7 +71,7 @@ def load_tracker(path: str | os.PathLike) -> Tracker:
     try:
         return Tracker.from_checkpoint(p)
     except CheckpointError as e:
-        raise ValueError(f"--model: {str(e).removeprefix('--checkpoint: ')}") from None
+        raise ValueError(str(e)) from None
     except (ValueError, OSError) as e:  # Keras' own message for a broken or foreign file
         reason = " ".join(str(e).split()) or type(e).__name__
         raise ValueError(f"--model: {p}: cannot load it as a HART model ({reason})") from None
@@ -170,8 +170,6 @@ def track(model: str, init: str, out: str, frames: str | None = None,
     boxes = np.stack(boxes).astype(np.float32)  # (T, 4)
 
     if gif:
-        from hart_tf import viz
-
         viz.save_gif(pictures, gif, fps=GIF_FPS)
     _write_text_atomic(Path(out), "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n"
                                           for x, y, w, h in boxes))
@@ -179,20 +177,3 @@ def track(model: str, init: str, out: str, frames: str | None = None,
     return {"boxes": boxes, "frames": len(boxes),
             "fps": steps / update_s if steps else float("nan"),
             "overall_fps": len(boxes) / max(total_s, 1e-12)}
-
-
-@cli.one_line_errors
-def main(argv):
-    cli.reject_extra_args(argv)
-    for name in ("model", "init", "out"):
-        if not getattr(FLAGS, name):
-            raise ValueError(f"--{name} is required")
-    result = track(FLAGS.model, FLAGS.init, FLAGS.out, frames=FLAGS.frames, video=FLAGS.video,
-                   gif=FLAGS.gif)
-    print(f"tracked {result['frames']} frames: {result['fps']:.1f} frames per second "
-          f"(tracker updates), {result['overall_fps']:.1f} with decoding; boxes in {FLAGS.out}"
-          + (f", GIF in {FLAGS.gif}" if FLAGS.gif else ""))
-
-
-if __name__ == "__main__":
-    cli.run(main)

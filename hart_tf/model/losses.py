@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from keras import ops
 
 from hart_tf.layers.adaptive_loss_weights import AdaptiveLossWeights
-from hart_tf.metrics import _safe_divide, intersection, iou, mean_iou
+from hart_tf.model.metrics import _safe_divide, intersection, iou, mean_iou
 
 EPS = 1e-8  # the original's floor for probabilities inside -log
 

@@ -11,7 +11,7 @@ Reliability:
       weights, optimizer slots, step, epoch (mid-epoch too, with the epoch's running
       metrics), curriculum position and noise RNG state; training batches are a function of
       the step, so the data stream continues too.
-    * NaN guard: the guarded optimizer (`hart_tf.optim`) skips an update whose gradients
+    * NaN guard: the guarded optimizer (`hart_tf.train.optimizers`) skips an update whose gradients
       are not finite; here the batch-norm moving statistics and the running metrics of that
       step are rolled back, so a checkpoint never holds a non-finite value; after
       `max_bad_steps` bad steps in a row training stops with a message naming the step and
@@ -21,7 +21,6 @@ Reliability:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import json
 import math
@@ -35,107 +34,38 @@ from typing import Any
 import keras
 import numpy as np
 
-from hart_tf import datasets, distribute
-from hart_tf.checkpoints import (
-    CheckpointError,
-    CheckpointManager,
-    check_writable,
-    config_difference,
-    resolve_checkpoint,
-)
-from hart_tf.config import HARTConfig
-from hart_tf.curriculum import Curriculum, collapse_warning
-from hart_tf.data.synthetic import SyntheticConfig
-from hart_tf.model import HART
-from hart_tf.optim import make_optimizer
-
-
-@dataclasses.dataclass
-class TrainOptions:
-    """Everything `train` needs; built from flags by `hart_tf.train`."""
-
-    config: HARTConfig
-    dataset: str = "synthetic"
-    data_dir: str | None = None
-    img_dir: str | None = None
-    label_dir: str | None = None
-    texture_source: str = "procedural"
-    # Synthetic data (the most look-alikes per video; the rest as in SyntheticConfig).
-    num_distractors_max: int = SyntheticConfig.n_distractors[1]
-    distractor_jitter: float = SyntheticConfig.distractor_jitter
-    distractor_front_prob: float = SyntheticConfig.distractor_front_prob
-    distractor_cross_speed: float = SyntheticConfig.distractor_cross_speed
-    occlusion_prob: float = SyntheticConfig.occlusion_prob
-    # Real clips mixed into the synthetic training batches (`hart_tf.data.clip_windows`):
-    # the folder, the clips taken (the folder's other clips stay held out) and their share.
-    train_clips_dir: str | None = None
-    train_clips: tuple[str, ...] = ()
-    train_clips_fraction: float = 0.5
-    train_clips_cache_mb: float = 2048.0  # above this the frames are decoded per window
-    data_workers: int = 2  # threads rendering training batches ahead (not in the batches)
-    batch_size: int = 32
-    optimizer: str = "rmsprop"
-    learning_rate: float = 1e-4
-    momentum: float = 0.9
-    clip_norm: float = 1.0
-    lr_decay: dict[int, float] = dataclasses.field(default_factory=dict)
-    steps_per_epoch: int = 50
-    epochs: int = 60
-    max_minutes: float = 0.0
-    seed: int = 0
-    jit_compile: str = "auto"
-    unroll: bool = False
-    run_eagerly: bool = False
-    mixed_precision: bool = False
-    curriculum: Curriculum = dataclasses.field(
-        default_factory=lambda: Curriculum.from_range(5, 20, min_epochs=1)
-    )
-    run_name: str = "hart"
-    checkpoint_dir: str = "checkpoints"
-    logdir: str | None = None
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 3
-    resume: bool = True
-    init_from: str | None = None
-    image_every: int = 500
-    eval_sequences: int = 64
-    eval_steps: int = 30
-    max_bad_steps: int = 20
-    verbose: int = 1
-    distribute: str = "none"
-    num_hosts: int = 1
-    coordinator_address: str | None = None
-    process_id: int = 0
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.checkpoint_dir) / self.run_name
-
-    @property
-    def log_dir(self) -> Path:
-        return Path(self.logdir) if self.logdir else Path("runs") / self.run_name
+from hart_tf.eval import sets
+from hart_tf.eval.sequences import evaluate_model
+from hart_tf.layers.v1 import load_alexnet_weights
+from hart_tf.model.config import HARTConfig
+from hart_tf.model.hart import HART, use_function_for_length
+from hart_tf.model.saving import CheckpointError, resolve_checkpoint
+from hart_tf.train import distribute
+from hart_tf.train import sources as datasets
+from hart_tf.train.checkpoints import CheckpointManager, check_writable, config_difference
+from hart_tf.train.curriculum import collapse_warning
+from hart_tf.train.optimizers import make_optimizer
+from hart_tf.train.options import TrainOptions
 
 
 def _jit(options: TrainOptions) -> bool:
-    if options.jit_compile != "auto":
-        return options.jit_compile == "true"
+    if options.run.jit_compile != "auto":
+        return options.run.jit_compile == "true"
     # XLA on the TF CPU backend is 10-70x slower with the recurrent loop (measured).
     return keras.backend.backend() == "jax"
 
 
 def _runtime_options(model: HART, options: TrainOptions) -> None:
     """How to run (not what to compute): the flags of this run win over a checkpoint's."""
-    model.unroll = model.rnn.unroll = options.unroll
-    model.run_eagerly = options.run_eagerly
-    model.jit_compile = _jit(options) and not options.run_eagerly
+    model.unroll = model.rnn.unroll = options.run.unroll
+    model.run_eagerly = options.run.run_eagerly
+    model.jit_compile = _jit(options) and not options.run.run_eagerly
 
 
 def _load_v1_weights(model: HART, config: HARTConfig) -> None:
     if config.v1 != "alexnet":
         return
     if config.alexnet_path:
-        from hart_tf.layers.v1 import load_alexnet_weights
-
         load_alexnet_weights(model.cell.v1, config.alexnet_path)
     else:
         print("warning: no --alexnet_dir: the AlexNet V1 starts from random weights",
@@ -145,14 +75,14 @@ def _load_v1_weights(model: HART, config: HARTConfig) -> None:
 def build_model(options: TrainOptions) -> HART:
     """A new compiled HART (with the AlexNet weights when the config names them)."""
     distribute.setup(options)  # the device layout comes before any variable
-    model = HART(options.config, seed=options.seed, unroll=options.unroll,
-                 mixed_precision=options.mixed_precision)
+    model = HART(options.config, seed=options.run.seed, unroll=options.run.unroll,
+                 mixed_precision=options.run.mixed_precision)
     model.build()
     _load_v1_weights(model, options.config)
-    optimizer = make_optimizer(options.optimizer, options.learning_rate, options.momentum,
-                               options.clip_norm)
-    model.compile(optimizer=optimizer, jit_compile=_jit(options) and not options.run_eagerly,
-                  run_eagerly=options.run_eagerly)
+    o = options.optimizer
+    optimizer = make_optimizer(o.optimizer, o.learning_rate, o.momentum, o.clip_norm)
+    model.compile(optimizer=optimizer, jit_compile=_jit(options) and not options.run.run_eagerly,
+                  run_eagerly=options.run.run_eagerly)
     _runtime_options(model, options)
     return distribute.prepare_model(model)
 
@@ -181,37 +111,13 @@ def _init_from(model: HART, path: Path) -> None:
 
 def _eval_set(options: TrainOptions, split: str, n: int, length: int | None = None) -> dict:
     try:
-        return datasets.eval_set(options, split, n=n, length=length)
+        return sets.eval_set(options, split, n=n, length=length)
     except StopIteration:  # a loader's batch iterator had not one full batch
-        length = length or options.curriculum.lengths[-1]
+        length = length or options.schedule.curriculum_lengths[-1]
         raise ValueError(
-            f"--eval_sequences={n}: the {options.dataset} {split} split has fewer "
+            f"--eval_sequences={n}: the {options.data.dataset} {split} split has fewer "
             f"sequences of {length} frames; lower --eval_sequences"
         ) from None
-
-
-def use_function_for_length(model, kind: str, length: int) -> None:
-    """Gives `model` its own compiled train/predict function per sequence length.
-
-    The TF trainer's tf.function relaxes a changing time axis to an unknown size after a
-    retrace, which an unrolled recurrence cannot take; one function per length keeps every
-    trace static (JAX compiles per shape anyway).
-    """
-    cache = model.__dict__.setdefault("_hart_functions", {})
-    key = (kind, int(length))
-    if key not in cache:
-        setattr(model, f"{kind}_function", None)
-        getattr(model, f"make_{kind}_function")()
-        cache[key] = getattr(model, f"{kind}_function")
-    setattr(model, f"{kind}_function", cache[key])
-
-
-def _lr_for(options: TrainOptions, length: int) -> float:
-    lr = options.learning_rate
-    for at, factor in sorted(options.lr_decay.items()):
-        if length >= at:
-            lr *= factor
-    return lr
 
 
 # ---- state that .keras files do not keep -------------------------------------------------
@@ -259,7 +165,7 @@ def _restore(options: TrainOptions, manager: CheckpointManager):
         diff = config_difference(state["config"], options.config.to_dict())
         if diff:
             raise CheckpointError(f"{path}: checkpoint from a different config: {diff}")
-        dataclasses.replace(options.curriculum).restore(state["curriculum"])  # same lengths?
+        options.schedule.curriculum().restore(state["curriculum"])  # same lengths?
         try:
             model = keras.saving.load_model(path, compile=True)
         except Exception as e:
@@ -308,12 +214,12 @@ class _StepLogger(keras.callbacks.Callback):
             # Roll back what the bad forward pass changed (NaN moving statistics would
             # poison every later checkpoint even though the weights were kept).
             _assign(guarded, self.good, "guarded values", t.options.run_dir)
-        if bad >= t.options.max_bad_steps:
+        if bad >= t.options.run.max_bad_steps:
             t.stop_after_bad_steps(bad)
             model.stop_training = True
             return
-        last_of_epoch = t.epoch_step >= t.options.steps_per_epoch  # the epoch end saves
-        if t.step % t.options.checkpoint_every == 0 and bad == 0 and not last_of_epoch:
+        last_of_epoch = t.epoch_step >= t.options.schedule.steps_per_epoch  # the epoch end saves
+        if t.step % t.options.run.checkpoint_every == 0 and bad == 0 and not last_of_epoch:
             t.save()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -327,7 +233,7 @@ class _StepLogger(keras.callbacks.Callback):
 class _Trainer:
     def __init__(self, options: TrainOptions):
         self.options = options
-        self.curriculum = options.curriculum
+        self.curriculum = options.schedule.curriculum()
         self.step = 0
         self.epoch = 0
         self.epoch_step = 0
@@ -342,15 +248,15 @@ class _Trainer:
         self.started = time.time()  # reset when `run` starts: the time budget counts from there
         self.out_of_time = False
         # Check every input before writing anything: a bad flag or file leaves no output.
-        init_from = resolve_checkpoint(options.init_from, "--init_from") if (
-            options.init_from) else None
-        self.manager = CheckpointManager(options.run_dir, keep=options.keep_checkpoints)
+        init_from = resolve_checkpoint(options.run.init_from, "--init_from") if (
+            options.run.init_from) else None
+        self.manager = CheckpointManager(options.run_dir, keep=options.run.keep_checkpoints)
         check_writable(options.log_dir, "--logdir")
         self.source = datasets.train_source(options)
-        self.val = _eval_set(options, "val", options.eval_sequences)
+        self.val = _eval_set(options, "val", options.data.eval_sequences)
         distribute.setup(options)  # before a checkpoint is loaded, so it is laid out too
         self.model = None
-        if options.resume:
+        if options.run.resume:
             self.model, state, path = _restore(options, self.manager)
             if state is not None:
                 self._resume(state, path)
@@ -360,7 +266,7 @@ class _Trainer:
             print(f"--noresume: removed {removed} checkpoint(s) of an earlier run from "
                   f"{options.run_dir}")
         if self.model is None:
-            keras.utils.set_random_seed(options.seed)
+            keras.utils.set_random_seed(options.run.seed)
             self.model = build_model(options)
             if init_from is not None:
                 _init_from(self.model, init_from)
@@ -383,7 +289,7 @@ class _Trainer:
             self.resume_metrics = state["metrics"]
         print(f"Resumed {self.options.run_dir} at step {self.step} "
               f"(epoch {self.epoch}, T={self.curriculum.length}) from {path.name}")
-        if differ := datasets.data_mismatch(state.get("data"), self.options):
+        if differ := sets.data_mismatch(state.get("data"), self.options):
             print(f"warning: {path.name} was trained on other synthetic data: {differ}; "
                   "training goes on with this run's flags", file=sys.stderr)
 
@@ -393,10 +299,11 @@ class _Trainer:
         """The TensorBoard logger, made at the first step so bad input writes no file."""
         if self.tb is None and not self._tb_failed:
             try:
-                from hart_tf.tensorboard import TensorBoardLogger
+                # TensorBoard's writer needs TensorFlow: imported only when logging starts.
+                from hart_tf.train.tensorboard import TensorBoardLogger
 
                 self.tb = TensorBoardLogger(self.options.log_dir, self.val,
-                                            self.options.image_every)
+                                            self.options.run.image_every)
             except ImportError as e:
                 self._tb_failed = True
                 print(f"warning: TensorBoard logging is off ({e})", file=sys.stderr)
@@ -436,7 +343,7 @@ class _Trainer:
             "best_iou": self.best_iou,
             "curriculum": self.curriculum.state(),
             "config": self.options.config.to_dict(),
-            "data": datasets.data_record(self.options, self.source.clips),
+            "data": sets.data_record(self.options, self.source.clips),
             "data_batches": self.step,
             "history": self.history,
             "backend": keras.backend.backend(),
@@ -474,13 +381,13 @@ class _Trainer:
         self.epoch += 1
         self.epoch_step = 0
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        val = datasets.evaluate_iou(self.model, self.val, length, o.batch_size)
+        val = sets.evaluate_iou(self.model, self.val, length, o.optimizer.batch_size)
         logs.update({"val_iou": val, "length": length, "epoch": self.epoch,
                      "step": self.step, "minutes": (time.time() - self.started) / 60})
         self.history.append(logs)
         if warning := collapse_warning(self.history):
             print(warning, file=sys.stderr)
-        if o.verbose:
+        if o.run.verbose:
             print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
                   f"val IoU (T={length}) {val:.3f}")
         if self._logger() is not None:
@@ -491,10 +398,10 @@ class _Trainer:
         if is_best:
             self.best_iou = val
         self.save(best=is_best)
-        if grew and o.verbose:
+        if grew and o.run.verbose:
             print(f"  curriculum: sequence length {length} -> {self.curriculum.length}")
-        if o.max_minutes and time.time() - self.started > 60 * o.max_minutes:
-            print(f"Time budget of {o.max_minutes} min reached.")
+        if o.schedule.max_minutes and time.time() - self.started > 60 * o.schedule.max_minutes:
+            print(f"Time budget of {o.schedule.max_minutes} min reached.")
             self.out_of_time = True
         return grew or self.out_of_time
 
@@ -507,15 +414,16 @@ class _Trainer:
         self.out_of_time = False
         logger = _StepLogger(self)
         try:
-            while self.epoch < o.epochs and self.stop_reason is None and not self.out_of_time:
+            while (self.epoch < o.schedule.epochs and self.stop_reason is None
+                   and not self.out_of_time):
                 length = self.curriculum.length
-                lr = _lr_for(o, length)
+                lr = o.optimizer.rate_at(length)
                 self.model.optimizer.learning_rate.assign(lr)
-                if o.verbose:
+                if o.run.verbose:
                     print(f"Sequence length T={length}  lr={lr:.3g}")
                 use_function_for_length(self.model, "train", length)
-                steps = o.steps_per_epoch - self.epoch_step
-                last = self.epoch + 1 if self.epoch_step else o.epochs
+                steps = o.schedule.steps_per_epoch - self.epoch_step
+                last = self.epoch + 1 if self.epoch_step else o.schedule.epochs
                 opened = []  # the batch stream `fit` asks for; closed when `fit` returns
 
                 def make(length=length, n=steps * (last - self.epoch), opened=opened):
@@ -531,7 +439,7 @@ class _Trainer:
                             steps_per_epoch=steps,
                             initial_epoch=self.epoch,
                             epochs=last,
-                            verbose=o.verbose,
+                            verbose=o.run.verbose,
                             shuffle=False,
                             callbacks=[logger],
                         )
@@ -567,15 +475,13 @@ def train(options: TrainOptions) -> dict:
         summary["test"] = None
         summary["checkpoint"] = str(latest[0]) if latest else None
     else:
-        from hart_tf.evaluation import evaluate_model
-
         best = trainer.manager.best()
         model = keras.saving.load_model(best[0]) if best else trainer.model
-        test = _eval_set(options, "test", options.eval_sequences, options.eval_steps + 1)
-        result = evaluate_model(model, test, batch_size=options.batch_size)
+        test = _eval_set(options, "test", options.data.eval_sequences, options.data.eval_steps + 1)
+        result = evaluate_model(model, test, batch_size=options.optimizer.batch_size)
         summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
         summary["checkpoint"] = str(best[0]) if best else None
-    summary["data"] = datasets.data_record(options, trainer.source.clips)
+    summary["data"] = sets.data_record(options, trainer.source.clips)
     if trainer.source.clips is not None:
         clips = trainer.source.clips
         summary["train_clips"] = {"dir": str(clips.root), "trained_on": clips.names,

@@ -9,13 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from hart_tf import metrics
+from hart_tf import viz
+from hart_tf.data.clips import xywh_to_yxhw, yxhw_to_xywh
+from hart_tf.model import metrics
+from hart_tf.model.hart import use_function_for_length
+from hart_tf.track.baselines import OpenCVTracker, run_tracker
 
 
 def predict(model, data: dict[str, np.ndarray], batch_size: int = 32) -> dict[str, np.ndarray]:
     """Runs `model` (training=False) over stacked sequences in batches -> numpy outputs."""
-    from hart_tf.training import use_function_for_length
-
     n = len(data["frames"])
     use_function_for_length(model, "predict", data["frames"].shape[1])
     outs: dict[str, list] = {}
@@ -62,8 +64,6 @@ def evaluate_opencv(kind: str, data: dict[str, np.ndarray]) -> dict[str, Any]:
     Returns the scores of `score` plus `fps` (frames per second of the update calls alone,
     all sequences pooled) and `boxes` (N, T, 4) as (y, x, h, w).
     """
-    from hart_tf.baselines import OpenCVTracker, run_tracker
-    from hart_tf.data.clips import xywh_to_yxhw, yxhw_to_xywh
 
     gt, presence = data["boxes"], data["presence"]
     tracker = OpenCVTracker(kind)
@@ -82,7 +82,6 @@ def evaluate_opencv(kind: str, data: dict[str, np.ndarray]) -> dict[str, Any]:
 def write_report(result: dict[str, Any], data: dict[str, np.ndarray], out_dir: str | Path,
                  n_strips: int = 3) -> list[Path]:
     """Writes results.json, iou_per_step.png and a few tracked-sequence strips."""
-    from hart_tf import viz
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

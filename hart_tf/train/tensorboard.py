@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hart_tf import viz
+
 try:
     import tensorflow as tf
 except ImportError as e:  # pragma: no cover - exercised on TF-less machines
@@ -61,8 +63,6 @@ class TensorBoardLogger:
         self.writer.close()
 
     def log_images(self, step: int, model, length: int) -> None:
-        from hart_tf import viz
-
         frames = self.val["frames"][:, :length]
         out = model({"frames": frames, "box0": self.val["boxes"][:, 0]}, training=False)
         out = {k: np.asarray(v) for k, v in out.items()}

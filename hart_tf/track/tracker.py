@@ -32,6 +32,8 @@ import numpy as np
 from PIL import Image
 
 from hart_tf.data.images import RESAMPLE
+from hart_tf.model.saving import load_model, resolve_checkpoint
+from hart_tf.track.export import STATE_KEYS, read_export_config
 
 # (frame (1, H, W, C) uint8, boxes (N, 4) yxhw) -> state of N objects
 InitFn = Callable[[np.ndarray, np.ndarray], Any]
@@ -177,17 +179,12 @@ class Tracker:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> Tracker:
         """Tracks with a `.keras` checkpoint, or a run folder's best (else latest) one."""
-        from hart_tf.checkpoints import resolve_checkpoint
-        from hart_tf.saving import load_model
-
         return cls.from_model(load_model(resolve_checkpoint(path)))
 
     @classmethod
     def from_saved_model(cls, path: str | os.PathLike) -> Tracker:
-        """Tracks with a SavedModel written by `hart_tf.export` (needs TensorFlow only)."""
+        """Tracks with a SavedModel written by `hart_tf.track.export` (needs TensorFlow only)."""
         import tensorflow as tf
-
-        from hart_tf.export import STATE_KEYS, read_export_config
 
         path = Path(path)
         if not (path / "saved_model.pb").is_file():
@@ -196,7 +193,7 @@ class Tracker:
         missing = [k for k in ("init", "step") if k not in loaded.signatures]
         if missing:
             raise ValueError(f"{path}: SavedModel lacks the {' and '.join(missing)} signature "
-                             "(export it with python -m hart_tf.export)")
+                             "(export it with python -m hart_tf.track.export)")
         init_sig, step_sig = loaded.signatures["init"], loaded.signatures["step"]
         image_size = tuple(read_export_config(path)["image_size"])
 

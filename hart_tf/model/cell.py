@@ -6,10 +6,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from hart_tf.config import HARTConfig
 from hart_tf.layers.appearance_attention import AppearanceAttention
 from hart_tf.layers.spatial_attention import SpatialAttention, attention_to_box, box_to_attention
 from hart_tf.layers.v1 import AlexNetV1, SmallV1
+from hart_tf.model.config import HARTConfig
 
 
 def _small_init():

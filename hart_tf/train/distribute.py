@@ -87,18 +87,18 @@ def is_chief() -> bool:
 
 
 def _check(options) -> None:
-    mode = options.distribute
+    mode = options.run.distribute
     if mode not in MODES:
         raise ValueError(f"--distribute must be one of {', '.join(MODES)}, got {mode!r}")
-    hosts = int(options.num_hosts)
+    hosts = int(options.run.num_hosts)
     if hosts < 1:
         raise ValueError(f"--num_hosts must be at least 1, got {hosts}")
     if hosts > 1 and mode != "data_parallel":
         raise ValueError(f"--num_hosts={hosts} needs --distribute=data_parallel")
-    if hosts > 1 and not 0 <= int(options.process_id) < hosts:
+    if hosts > 1 and not 0 <= int(options.run.process_id) < hosts:
         raise ValueError(f"--process_id must be in [0, {hosts}) for --num_hosts={hosts}, "
-                         f"got {options.process_id}")
-    if hosts > 1 and options.max_minutes:
+                         f"got {options.run.process_id}")
+    if hosts > 1 and options.schedule.max_minutes:
         # Each host reads its own clock: one could stop an epoch before the others and hang.
         raise ValueError("--max_minutes cannot be used with --num_hosts > 1 (hosts could stop "
                          "at different epochs); bound the run with --epochs")
@@ -117,15 +117,15 @@ def setup(options, devices: int | None = None) -> Plan:
     global _PLAN
     _check(options)
     backend = keras.backend.backend()
-    key = (options.distribute, backend, int(options.num_hosts),
-           options.coordinator_address, int(options.process_id))
+    key = (options.run.distribute, backend, int(options.run.num_hosts),
+           options.run.coordinator_address, int(options.run.process_id))
     if _PLAN.mode != "none" and key == _PLAN.key:
         _check_batch(_PLAN, options)
         return _PLAN
     reset()
-    if options.distribute == "none":
+    if options.run.distribute == "none":
         return _PLAN
-    if devices is not None and (devices < 1 or int(options.num_hosts) > 1):
+    if devices is not None and (devices < 1 or int(options.run.num_hosts) > 1):
         raise ValueError(f"devices={devices}: a positive count, on one host only")
     if backend == "jax":
         plan = _jax_plan(options, devices)
@@ -142,13 +142,14 @@ def setup(options, devices: int | None = None) -> Plan:
         raise
     if not plan.is_chief:
         # The other hosts' TensorBoard logs go to a side folder; the chief's stay clean.
-        options.logdir = str(options.log_dir / f"host{plan.host}")
+        options.run.logdir = str(options.log_dir / f"host{plan.host}")
     return plan
 
 
 def _check_batch(plan: Plan, options) -> None:
-    if options.batch_size % plan.num_devices:
-        raise ValueError(f"--batch_size={options.batch_size} does not split evenly over the "
+    if options.optimizer.batch_size % plan.num_devices:
+        raise ValueError(f"--batch_size={options.optimizer.batch_size} does not split evenly "
+                         "over the "
                          f"{plan.num_devices} devices of --distribute=data_parallel; use a "
                          f"multiple of {plan.num_devices}")
 
@@ -168,15 +169,15 @@ def reset() -> None:
 
 def _jax_plan(options, count: int | None) -> Plan:
     global _INITIALIZED_HOSTS
-    hosts = int(options.num_hosts)
+    hosts = int(options.run.num_hosts)
     if hosts > 1:
-        wanted = (options.coordinator_address, hosts, int(options.process_id))
-        if not options.coordinator_address:
+        wanted = (options.run.coordinator_address, hosts, int(options.run.process_id))
+        if not options.run.coordinator_address:
             raise ValueError(f"--num_hosts={hosts} needs --coordinator_address=HOST:PORT "
                              "(host 0's address, the same on every host)")
         if _INITIALIZED_HOSTS is None:
-            keras.distribution.initialize(options.coordinator_address, hosts,
-                                          int(options.process_id))
+            keras.distribution.initialize(options.run.coordinator_address, hosts,
+                                          int(options.run.process_id))
             _INITIALIZED_HOSTS = wanted
         elif _INITIALIZED_HOSTS != wanted:
             raise ValueError(f"this process already joined the cluster {_INITIALIZED_HOSTS}; "
@@ -194,9 +195,9 @@ def _jax_plan(options, count: int | None) -> Plan:
 def _tf_plan(options, count: int | None) -> Plan:
     import tensorflow as tf
 
-    hosts = int(options.num_hosts)
+    hosts = int(options.run.num_hosts)
     if hosts > 1:
-        _check_tf_config(hosts, int(options.process_id))
+        _check_tf_config(hosts, int(options.run.process_id))
         engine = tf.distribute.MultiWorkerMirroredStrategy()
         host = int(engine.cluster_resolver.task_id)
     else:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from absl import app
 from absl import flags as absl_flags
 
-from hart_tf import flags as hflags
-from hart_tf.config import HARTConfig
+from hart_tf.cli import flags as hflags
+from hart_tf.model.config import HARTConfig
 
 FLAGS = hflags.FLAGS
 
@@ -148,9 +148,21 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
         sys.exit(EXIT_USER_ERROR)
 
 
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's C++ start-up log unless --verbose asks for it or the user set
+    TF_CPP_MIN_LOG_LEVEL; called before TensorFlow is imported (the variable is read then)."""
+    if not FLAGS.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def run(main: Callable) -> None:
-    """`absl.app.run(main)` with one-line flag errors."""
-    app.run(main, flags_parser=parse_flags)
+    """`absl.app.run(main)` with one-line flag errors and a quiet TensorFlow."""
+
+    def main_quietly(argv):
+        quiet_tensorflow()
+        return main(argv)
+
+    app.run(main_quietly, flags_parser=parse_flags)
 
 
 def reject_extra_args(argv) -> None:
@@ -173,18 +185,11 @@ def _pair(name: str, value) -> tuple[int, int] | None:
 def config_from_flags() -> HARTConfig:
     """The model config: the preset for --config (or --dataset) with flag overrides."""
     preset = FLAGS.config or {"kitti": "kitti", "kth": "kth"}.get(FLAGS.dataset, "small")
-    overrides = {
-        "learned_sigma": FLAGS.learned_sigma,
-        "appearance_attention": FLAGS.appearance_attention,
-        "attention_loss": FLAGS.attention_loss,
-        "appearance_loss": FLAGS.appearance_loss,
-        "adaptive_loss": FLAGS.adaptive_loss,
-        "l2_weight": FLAGS.l2_weight,
-    }
-    for name in ("rnn_units", "keep_prob", "zoneout", "attention_tightness", "distance_loss",
-                 "box_readout", "attention_update", "att_gain", "v1_stride"):
-        if getattr(FLAGS, name) is not None:
-            overrides[name] = getattr(FLAGS, name)
+    overrides = {name: getattr(FLAGS, name) for name in (
+        "learned_sigma", "appearance_attention", "attention_loss", "appearance_loss",
+        "adaptive_loss")}
+    if FLAGS.rnn_units is not None:
+        overrides["rnn_units"] = FLAGS.rnn_units
     for name in ("image_size", "glimpse_size"):
         pair = _pair(name, getattr(FLAGS, name))
         if pair:

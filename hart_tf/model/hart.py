@@ -5,11 +5,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from hart_tf import losses
-from hart_tf.config import HARTConfig
 from hart_tf.layers.adaptive_loss_weights import AdaptiveLossWeights
-from hart_tf.layers.hart_cell import HARTCell
 from hart_tf.layers.spatial_attention import attention_to_box
+from hart_tf.model import losses
+from hart_tf.model.cell import HARTCell
+from hart_tf.model.config import HARTConfig
 
 LOSS_TERMS = ("tracking", "attention", "appearance")
 
@@ -247,3 +247,19 @@ class HART(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def use_function_for_length(model, kind: str, length: int) -> None:
+    """Gives `model` its own compiled train/predict function per sequence length.
+
+    The TF trainer's tf.function relaxes a changing time axis to an unknown size after a
+    retrace, which an unrolled recurrence cannot take; one function per length keeps every
+    trace static (JAX compiles per shape anyway).
+    """
+    cache = model.__dict__.setdefault("_hart_functions", {})
+    key = (kind, int(length))
+    if key not in cache:
+        setattr(model, f"{kind}_function", None)
+        getattr(model, f"make_{kind}_function")()
+        cache[key] = getattr(model, f"{kind}_function")
+    setattr(model, f"{kind}_function", cache[key])

@@ -1,12 +1,12 @@
 """HART against baselines on real single-object clips, through the online tracker API.
 
     python -m hart_tf.evaluate --dataset=clips --data_dir=../shared/data/real_clips \\
-        --checkpoint=checkpoints/real [--out_dir=...]
+        --model=checkpoints/real [--out=...]
 
 Every sequence folder one or two levels under `data_dir` (`clips.find_sequences`: `name` as
 in OTB and GOT-10k, `category/name` as in LaSOT; `groundtruth.txt` with one `x y w h` box per
 frame, 0-based pixels, and its frames; see `hart_tf.data.clips`) is tracked by HART
-(`hart_tf.tracker.Tracker`), the static box (the first box repeated) and, where OpenCV with
+(`hart_tf.track.tracker.Tracker`), the static box (the first box repeated) and, where OpenCV with
 its contrib trackers is installed (the `bench` extra), CSRT, all in the same run.
 
 Frames without a visible target (`clips.read_training_boxes`: a NaN, zero or negative box,
@@ -33,11 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from hart_tf import metrics
-from hart_tf.baselines import OpenCVTracker, StaticTracker, run_tracker
+from hart_tf import viz
 from hart_tf.data import clips
 from hart_tf.data.clip_windows import short_list
 from hart_tf.data.images import image_size, read_image
+from hart_tf.model import metrics
+from hart_tf.model.saving import resolve_checkpoint, trained_data
+from hart_tf.track.baselines import OpenCVTracker, StaticTracker, run_tracker
+from hart_tf.track.tracker import Tracker
 
 STATIC, CSRT, HART = "static box", "CSRT", "HART"
 RESULTS_JSON, RESULTS_MD = "clips_results.json", "clips_results.md"
@@ -111,8 +114,6 @@ def strip_name(sequence: str) -> str:
 
 
 def _trackers(checkpoint: str | os.PathLike, with_csrt: bool) -> tuple[dict, dict[str, str]]:
-    from hart_tf.tracker import Tracker
-
     trackers = {HART: Tracker.from_checkpoint(checkpoint), STATIC: StaticTracker()}
     skipped = {}
     if with_csrt:
@@ -186,8 +187,6 @@ def _strip(frames: ClipFrames, gt_xywh: np.ndarray, results: dict, path: Path,
     """Six evenly spaced frames of `frames` (the clip from its frame `first`, the first
     visible), titled by their frame number in the clip, with the boxes (only these six frames
     are decoded); absent frames' zero gt boxes are not drawn."""
-    from hart_tf import viz
-
     steps = viz.strip_steps(len(frames), 6)  # (S,) indices into frames
     boxes = {"gt": clips.xywh_to_yxhw(gt_xywh[steps])}
     colors = {"gt": (0, 220, 0), HART: (255, 40, 40), CSRT: (255, 210, 0)}
@@ -238,8 +237,6 @@ def evaluate_clips(
         The record written to `clips_results.json`: per-sequence and pooled scores per tracker,
         over the frames after the first visible one where the target is visible.
     """
-    from hart_tf.checkpoints import resolve_checkpoint, trained_data
-
     if not data_dir:
         raise ValueError("--dataset=clips needs --data_dir: a folder of sequence folders, each "
                          "with groundtruth.txt (x y w h per frame) and its frames")

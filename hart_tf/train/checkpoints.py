@@ -10,7 +10,6 @@ favour of the previous good one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,20 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hart_tf.model.config import HARTConfig
+from hart_tf.model.saving import FORMAT, CheckpointError, read_state, sha256
+
 _STEP_RE = re.compile(r"^ckpt-(\d+)\.(json|keras)$")
-FORMAT = "hart_tf-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (one-line message)."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -79,8 +68,6 @@ def check_writable(directory: str | os.PathLike, flag: str) -> Path:
 
 def config_difference(saved: dict, current: dict) -> str | None:
     """Names the first model-config field that differs, as the flag a user would change."""
-    from hart_tf.config import HARTConfig
-
     # A field newer than the checkpoint had its default there.
     defaults = HARTConfig().to_dict()
     for key in sorted(set(saved) | set(current)):
@@ -134,7 +121,7 @@ class CheckpointManager:
         model.save(tmp)
         _fsync_file(tmp)
         os.replace(tmp, keras_path)
-        record = {**state, "format": FORMAT, "sha256": _sha256(keras_path)}
+        record = {**state, "format": FORMAT, "sha256": sha256(keras_path)}
         _write_json_atomic(json_path, record)
         if best:
             best_keras, best_json = self._paths("best")
@@ -189,19 +176,7 @@ class CheckpointManager:
 
     def verify(self, tag: str) -> dict:
         """Returns the state of checkpoint `tag` after checking it is whole and ours."""
-        keras_path, json_path = self._paths(tag)
-        try:
-            state = json.loads(json_path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            reason = e.strerror if isinstance(e, OSError) else "not valid JSON"
-            raise CheckpointError(f"{json_path}: unreadable checkpoint state ({reason})") from None
-        if not isinstance(state, dict) or "sha256" not in state or "config" not in state:
-            raise CheckpointError(f"{json_path}: not a hart_tf checkpoint")
-        if not keras_path.exists():
-            raise CheckpointError(f"{keras_path}: missing (its state file exists)")
-        if _sha256(keras_path) != state["sha256"]:
-            raise CheckpointError(f"{keras_path}: truncated or modified (checksum mismatch)")
-        return state
+        return read_state(self._paths(tag)[0])
 
     def candidates(self) -> Iterator[tuple[Path, dict]]:
         """Good step checkpoints, newest first; broken ones are reported and skipped."""
@@ -224,35 +199,3 @@ class CheckpointManager:
         return self._paths("best")[0], self.verify("best")
 
 
-def trained_data(keras_path: str | os.PathLike) -> dict | None:
-    """The data record saved beside a checkpoint (`datasets.data_record`), or None for a bare
-    `.keras` file or a checkpoint written before runs recorded their data."""
-    try:
-        state = json.loads(Path(keras_path).with_suffix(".json").read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    data = state.get("data") if isinstance(state, dict) else None
-    return data if isinstance(data, dict) else None
-
-
-def resolve_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint") -> Path:
-    """A `.keras` file, or a run folder (its best checkpoint, else its latest); errors name
-    `flag`."""
-    p = Path(path)
-    if p.is_dir():
-        manager = CheckpointManager.__new__(CheckpointManager)
-        manager.directory, manager.keep, manager.flag = p, 0, flag
-        found = None
-        try:
-            found = manager.best()
-        except CheckpointError as e:
-            print(f"warning: skipping checkpoint: {e}", file=sys.stderr)
-        found = found or manager.latest()
-        if found is None:
-            raise CheckpointError(f"{flag}: no checkpoint found in {p}")
-        return found[0]
-    if not p.exists():
-        raise CheckpointError(f"{flag}: {p} does not exist")
-    if p.suffix != ".keras":
-        raise CheckpointError(f"{flag}: {p} is not a .keras file or a run folder")
-    return p

@@ -1,0 +1,132 @@
+"""Training batches from the dataset loaders in `hart_tf.data`.
+
+Training batches are a pure function of the global step (synthetic data) or of a seeded
+shuffle (KITTI, KTH), so a resumed run continues the same data stream. Batches are
+`(x, y)` pairs: x = {frames (B, T, H, W, 3) uint8, box0 (B, 4)}, y = {boxes (B, T, 4),
+presence (B, T)}.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+
+from hart_tf.data import clip_windows, kitti, kth, synthetic
+from hart_tf.eval.sets import (
+    all_clips,
+    kitti_sequences,
+    kth_clips,
+    synthetic_config,
+)
+
+
+def to_xy(batch: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    x = {"frames": batch["frames"], "box0": batch["boxes"][:, 0]}
+    y = {"boxes": batch["boxes"], "presence": batch["presence"]}
+    return x, y
+
+
+# First word of the real windows' seed: their stream is apart from the synthetic ones.
+_CLIP_STREAM = 4
+
+
+def _clip_count(options) -> int:
+    """Sequences of each training batch cut from the real clips (at least one)."""
+    return max(1, round(options.optimizer.batch_size * options.data.train_clips_fraction))
+
+
+def _train_clips(options) -> clip_windows.ClipWindows | None:
+    """The real clips mixed into training (`--train_clips`), or None."""
+    if not options.data.train_clips:
+        return None
+    if options.data.dataset != "synthetic":
+        raise ValueError("--train_clips mixes real clips into the synthetic training stream: "
+                         f"use it with --dataset=synthetic, got --dataset={options.data.dataset}")
+    if not options.data.train_clips_dir:
+        raise ValueError("--train_clips needs --train_clips_dir, the folder that holds them")
+    windows = clip_windows.ClipWindows(options.data.train_clips_dir, options.data.train_clips,
+                                       tuple(options.config.image_size),
+                                       cache_mb=options.data.train_clips_cache_mb)
+    which = (f"all {len(windows.names)} real clips of {windows.root}" if all_clips(options)
+             else f"real clips {clip_windows.short_list(windows.names)}")
+    memory = ", decoded per window" if windows.lazy else ""  # else held in memory
+    print(f"Training on {which} ({windows.num_frames} frames{memory}, "
+          f"{_clip_count(options)} of every {options.optimizer.batch_size} sequences); held out: "
+          f"{clip_windows.short_list(windows.held_out())}")
+    if windows.skipped:
+        print(f"Skipped {len(windows.skipped)} training clips without a frame showing their "
+              f"target (e.g. {windows.skipped[0]})")
+    return windows
+
+
+class TrainSource:
+    """Endless training batches of a chosen length, resumable at a batch index."""
+
+    def __init__(self, options, start_batch: int = 0, workers: int = 2):
+        self.options = options
+        self.index = start_batch
+        self.workers = workers
+        self.clips = _train_clips(options)
+        self._kitti = kitti_sequences(options) if options.data.dataset == "kitti" else None
+        self._kth = kth_clips(options, "train") if options.data.dataset == "kth" else None
+
+    def _batch(self, index: int, length: int,
+               cfg: synthetic.SyntheticConfig) -> dict[str, np.ndarray]:
+        """Synthetic training batch `index`; with real clips, its first share from them."""
+        o = self.options
+        if self.clips is None:
+            return synthetic.train_batch(index, o.optimizer.batch_size, length, o.run.seed, cfg)
+        n_real = _clip_count(o)
+        # Windows of batch `index` are a pure function of (seed, index), like the synthetic.
+        rng = np.random.default_rng([_CLIP_STREAM, o.run.seed, index])
+        real = clip_windows.window_batch(self.clips, rng, n_real, length)
+        if n_real == o.optimizer.batch_size:
+            return real
+        synth = synthetic.train_batch(index, o.optimizer.batch_size - n_real, length, o.run.seed,
+                                      cfg)
+        return {k: np.concatenate([real[k], synth[k]]) for k in real}
+
+    def _synthetic(self, length: int) -> Iterator[tuple[dict, dict]]:
+        if self.clips is not None:
+            self.clips.check_length(length)  # before any worker renders a batch
+            if unusable := self.clips.unusable(length):
+                print(f"{unusable} of {self.clips.num_clips} training clips have no window of "
+                      f"{length} frames that starts and ends with the target visible (too short, "
+                      "or absent too often): not sampled at this length")
+        cfg = synthetic_config(self.options)
+        start = self.index
+        # A small thread pool renders upcoming batches while the model trains (NumPy
+        # releases the GIL in the heavy array operations).
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            pending = {}
+            for i in itertools.count(start):
+                for j in range(i, i + self.workers + 1):
+                    if j not in pending:
+                        pending[j] = pool.submit(self._batch, j, length, cfg)
+                yield to_xy(pending.pop(i).result())
+
+    def _loader(self, length: int) -> Iterator[tuple[dict, dict]]:
+        o = self.options
+        epoch = self.index  # reseeds the shuffle each time a new stream starts
+        if self._kitti is not None:
+            it = kitti.kitti_batches(self._kitti, "train", length, o.optimizer.batch_size,
+                                     seed=o.run.seed + epoch, num_epochs=None)
+        else:
+            it = kth.kth_batches(self._kth, o.data.data_dir, length, o.optimizer.batch_size,
+                                 augment=True, seed=o.run.seed + epoch, num_epochs=None)
+        for batch in it:
+            yield to_xy(batch)
+
+    def batches(self, length: int, start: int | None = None) -> Iterator[tuple[dict, dict]]:
+        if start is not None:
+            self.index = start
+        if self.options.data.dataset == "synthetic":
+            return self._synthetic(length)
+        return self._loader(length)
+
+
+def train_source(options, start_batch: int = 0) -> TrainSource:
+    return TrainSource(options, start_batch, workers=options.data.data_workers)
