@@ -1,4 +1,4 @@
-"""Table 1 ablations: the four flagfiles and tools/ablation.py (tables, verdicts, figures)."""
+"""Table 1 ablations: the four flagfiles and experiments/ablation.py (tables, verdicts, figures)."""
 
 import importlib.util
 import sys
@@ -26,7 +26,7 @@ NAMES = ("learned_sigma", "appearance_attention", "attention_loss", "appearance_
 def _load_tool():
     if "tools_ablation" not in sys.modules:
         spec = importlib.util.spec_from_file_location("tools_ablation",
-                                                      REPO / "tools" / "ablation.py")
+                                                      REPO / "experiments" / "ablation.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules["tools_ablation"] = module
         spec.loader.exec_module(module)
@@ -58,7 +58,7 @@ def _flagfile_settings(path: Path) -> dict[str, str]:
 def test_flagfile_sets_the_table_1_switches(variant):
     path = REPO / "flags" / f"ablation_{variant}.cfg"
     header = path.read_text().split("\n--", 1)[0]
-    assert "Table 1" in header and "python tools/ablation.py" in header
+    assert "Table 1" in header and "python experiments/ablation.py" in header
     settings = _flagfile_settings(path)
     # Model switches only (plus a run name), so the file combines with any dataset's.
     assert set(settings) == set(NAMES) | {"run_name"}
@@ -130,7 +130,7 @@ def test_ablation_end_to_end_tiny(parse, tmp_path):
     tool = _load_tool()
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\n## Synthetic quality bars\n\nlead's\n")
-    argv = ["tools/ablation.py", "--variants=spatial,appearance", "--seeds=0",
+    argv = ["experiments/ablation.py", "--variants=spatial,appearance", "--seeds=0",
             "--image_size=64,80", "--glimpse_size=8,8", "--rnn_units=8", "--batch_size=2",
             "--steps_per_epoch=2", "--epochs=1", "--curriculum_lengths=3", "--eval_steps=3",
             "--eval_sequences=2", "--max_minutes=0", "--image_every=0", "--fig_sequences=1",
@@ -147,7 +147,7 @@ def test_ablation_end_to_end_tiny(parse, tmp_path):
     assert "lead's" in text and tool.SECTION in text
     assert "| Spatial Att | 0.60 |" in text and "| App Att | 0.78 |" in text
     assert "App Att > Spatial Att: one seed only" in text
-    assert "Command: `python tools/ablation.py --variants=spatial,appearance" in text
+    assert "Command: `python experiments/ablation.py --variants=spatial,appearance" in text
     fig5 = np.asarray(Image.open(tmp_path / "out" / "iou_per_step.png"))
     fig6 = np.asarray(Image.open(tmp_path / "out" / "location_maps.png"))
     assert fig5.shape[:2] == (400, 600) and fig6.shape[0] > 100 and fig6.std() > 10

@@ -1,4 +1,4 @@
-"""tools/association_bounds.py: oracle trackers that pick among the true boxes."""
+"""experiments/association_bounds.py: oracle trackers that pick among the true boxes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "experiments"))
 import association_bounds  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""tools/box_drift.py: centre error and size drift per step, by hand and on a checkpoint."""
+"""experiments/box_drift.py: centre error and size drift per step, by hand and on a checkpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "experiments"))
 import box_drift  # noqa: E402
 
 

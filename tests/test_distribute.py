@@ -346,8 +346,8 @@ def test_benchmark_distribute_quick_reports_efficiency(tmp_path):
     out = tmp_path / "scaling.jsonl"
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}")
-    r = subprocess.run([sys.executable, str(HERE.parent / "tools" / "benchmark_distribute.py"),
-                        "--quick", "--devices=1,2,8", f"--out={out}"], env=env,
+    script = HERE.parent / "experiments" / "benchmark_distribute.py"
+    r = subprocess.run([sys.executable, str(script), "--quick", "--devices=1,2,8", f"--out={out}"], env=env,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]

@@ -11,10 +11,10 @@ import pytest
 from absl import flags as absl_flags
 from fixtures_tracking import CONFIG, exported_dir, untrained_checkpoint  # noqa: F401
 
-from hart_tf.cli.track import load_tracker
 from hart_tf.model.saving import load_model
 from hart_tf.track import export
 from hart_tf.track.baselines import run_tracker
+from hart_tf.track.files import load_tracker
 from hart_tf.track.tracker import Tracker
 
 H, W = CONFIG.image_size

@@ -1,4 +1,4 @@
-"""tools/sweep.py: the trials file, and a tiny two-trial sweep through real training runs."""
+"""experiments/sweep.py: the trials file, and a tiny two-trial sweep through real training runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "experiments"))
 import sweep  # noqa: E402
 
 TINY = ["--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",

@@ -12,7 +12,8 @@ from absl import flags as absl_flags
 from fixtures_tracking import untrained_checkpoint  # noqa: F401
 from PIL import Image
 
-from hart_tf.cli import track
+from hart_tf.cli import track as track_cli
+from hart_tf.track import files as track
 from hart_tf.track.baselines import run_tracker
 from hart_tf.track.tracker import Tracker
 
@@ -73,7 +74,7 @@ def _error(capsys, **flags) -> str:
     absl_flags.FLAGS(["track", *(f"--{k}={v}" for k, v in flags.items())])
     try:
         with pytest.raises(SystemExit) as info:
-            track.main(["track"])
+            track_cli.main(["track"])
     finally:
         absl_flags.FLAGS.unparse_flags()
     assert info.value.code == 2

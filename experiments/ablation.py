@@ -1,10 +1,11 @@
 """Paper Table 1, Fig. 5 and Fig. 6: train the four ablation variants with one budget, compare.
 
 Usage (from the repo root):
-  python tools/ablation.py --dataset=synthetic --seeds=0,1 --max_minutes=3
-  python tools/ablation.py --dataset=kitti --flagfile=flags/kitti.cfg --data_dir=<KITTI root> \\
+  python experiments/ablation.py --dataset=synthetic --seeds=0,1 --max_minutes=3
+  python experiments/ablation.py --dataset=kitti --flagfile=flags/kitti.cfg \\
+      --data_dir=<KITTI root> \\
       --max_minutes=600 --seeds=0,1,2
-  python tools/ablation.py --variants=spatial,hart --seeds=0 --max_minutes=1   # a quick look
+  python experiments/ablation.py --variants=spatial,hart --seeds=0 --max_minutes=1   # a quick look
 
 Every variant of `--variants` (flags/ablation_<variant>.cfg: ratm, spatial, appearance, hart)
 is trained once per seed of `--seeds` with the same flags and the same `--max_minutes`, in
@@ -333,7 +334,7 @@ def run_ablation(base_argv: list[str]) -> dict:
     retrain, results, n_fig = FLAGS.retrain, Path(FLAGS.results), FLAGS.fig_sequences
     dataset = FLAGS.dataset
     out_dir = Path(FLAGS.out_dir or f"results/ablation_{dataset}")
-    command = " ".join(["python", "tools/ablation.py", *base_argv[1:]])
+    command = " ".join(["python", "experiments/ablation.py", *base_argv[1:]])
     machine = _machine()
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     t0 = time.time()

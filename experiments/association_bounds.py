@@ -1,7 +1,7 @@
 """What does tracking through the synthetic look-alikes take? Oracle trackers that know boxes.
 
 Usage (from the repo root):
-  python tools/association_bounds.py [--eval_sequences=256 --eval_steps=30] [data flags]
+  python experiments/association_bounds.py [--eval_sequences=256 --eval_steps=30] [data flags]
 
 On the fixed synthetic test set of `python -m hart_tf.evaluate` (the same data flags, e.g.
 `--num_distractors_max=0`), an oracle tracker is handed, at every frame, the exact boxes of
@@ -37,7 +37,7 @@ from absl import flags
 from hart_tf.cli import common as cli
 from hart_tf.cli.common import FLAGS
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/box_drift.py when imported
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/box_drift.py when imported
 from box_drift import centre  # noqa: E402
 
 flags.DEFINE_list("position_noise", ["0"], "Localisation errors (px, Gaussian per coordinate) "

@@ -1,7 +1,7 @@
 """Where does a trained HART lose the target? Centre error and size drift per time step.
 
 Usage (from the repo root):
-  python tools/box_drift.py --model=checkpoints/hart [--eval_sequences=32 --eval_steps=30]
+  python experiments/box_drift.py --model=checkpoints/hart [--eval_sequences=32 --eval_steps=30]
 
 Runs the checkpoint (a run folder or a .keras file) on the fixed test set of `--dataset`
 (synthetic by default; the same set as `python -m hart_tf.evaluate`, data flags included) and

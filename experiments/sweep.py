@@ -1,7 +1,7 @@
 """Hyper-parameter sweep: train several variants of a recipe at once and compare them.
 
 Usage (from the repo root):
-  python tools/sweep.py --trials=flags/sweeps/recipe.txt --parallel=8 \\
+  python experiments/sweep.py --trials=flags/sweeps/recipe.txt --parallel=8 \\
       --out_dir=results/sweep -- --flagfile=flags/synthetic.cfg --max_minutes=0 --epochs=40
 
 `--trials` is a text file with one trial a line: a name, then the flags that make this trial

@@ -1,11 +1,11 @@
 """Data-parallel scaling of HART training: trained frames/s on 1, 2, 4, 8 devices of one host.
 
 Usage (from the repo root, on a host with 8 GPUs):
-  KERAS_BACKEND=jax python tools/benchmark_distribute.py --config=kitti \\
+  KERAS_BACKEND=jax python experiments/benchmark_distribute.py --config=kitti \\
       --per_device_batch=32 --seq_len=10 --devices=1,2,4,8 --out=scaling.jsonl
-  KERAS_BACKEND=tensorflow python tools/benchmark_distribute.py --config=kitti ...
+  KERAS_BACKEND=tensorflow python experiments/benchmark_distribute.py --config=kitti ...
   KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=4 \\
-      python tools/benchmark_distribute.py --quick      # smoke run on 4 virtual CPUs
+      python experiments/benchmark_distribute.py --quick      # smoke run on 4 virtual CPUs
 
 Weak scaling: each device keeps --per_device_batch sequences, so N devices train a global
 batch N times larger through `fit` with `--distribute=data_parallel` (1 device: the plain
