@@ -19,7 +19,8 @@ from hart_tf.data import synthetic
 from hart_tf.model.config import HARTConfig
 from hart_tf.model.hart import HART
 from hart_tf.train import sources as datasets
-from hart_tf.train.trainer import TrainOptions, build_model
+from hart_tf.train.options import TrainOptions
+from hart_tf.train.trainer import build_model
 
 SIZE = (48, 64)
 CONFIG = HARTConfig.from_preset(
@@ -42,7 +43,7 @@ STEPS, BATCH, LENGTH, LEARNING_RATE = 150, 16, 8, 1e-3
 def train_small(path: Path) -> dict:
     """Trains CONFIG on `easy_clips` and saves it to `path`; returns timing."""
     keras.utils.set_random_seed(0)
-    model = build_model(TrainOptions(config=CONFIG, learning_rate=LEARNING_RATE,
+    model = build_model(TrainOptions.from_flat(config=CONFIG, learning_rate=LEARNING_RATE,
                                      batch_size=BATCH))
     clips = easy_clips()
 

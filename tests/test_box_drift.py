@@ -111,14 +111,14 @@ def test_fixed_set_with_the_look_alikes_boxes_is_the_same_set():
 
 def test_box_drift_cli_on_a_checkpoint(tmp_path):
     from hart_tf.model.config import HARTConfig
-    from hart_tf.train.curriculum import Curriculum
-    from hart_tf.train.trainer import TrainOptions, train
+    from hart_tf.train.options import TrainOptions
+    from hart_tf.train.trainer import train
 
     tiny = HARTConfig.from_preset("small", image_size=(64, 64), glimpse_size=(8, 8),
                                   v1_channels=8, rnn_units=12, dorsal_units=10)
-    summary = train(TrainOptions(
+    summary = train(TrainOptions.from_flat(
         config=tiny, batch_size=2, steps_per_epoch=1, epochs=1,
-        curriculum=Curriculum((2, 3)), checkpoint_dir=str(tmp_path / "ckpt"),
+        curriculum_lengths=(2, 3), checkpoint_dir=str(tmp_path / "ckpt"),
         logdir=str(tmp_path / "tb"), eval_sequences=1, eval_steps=2, image_every=0,
         run_eagerly=True, verbose=0))
     out = tmp_path / "drift.json"

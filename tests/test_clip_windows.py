@@ -18,7 +18,7 @@ from hart_tf.data.errors import DataError
 from hart_tf.eval import sets
 from hart_tf.model.config import HARTConfig
 from hart_tf.train import sources as datasets
-from hart_tf.train.trainer import TrainOptions
+from hart_tf.train.options import TrainOptions
 
 RED = (230, 20, 20)
 SIZE = (96, 128)  # the windows' (H, W): the small model's input
@@ -124,7 +124,7 @@ def _options(clip_root, **kwargs):
     config = HARTConfig.from_preset("small")
     kwargs = dict(config=config, batch_size=4, train_clips_dir=str(clip_root),
                   train_clips=("walk",), train_clips_fraction=0.5, num_distractors_max=1) | kwargs
-    return TrainOptions(**kwargs)
+    return TrainOptions.from_flat(**kwargs)
 
 
 def test_train_source_mixes_real_windows_into_the_synthetic_batches(clip_root, capsys):

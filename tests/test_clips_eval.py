@@ -116,10 +116,10 @@ def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, t
     from hart_tf.eval import sets
     from hart_tf.model.saving import load_model
     from hart_tf.train.checkpoints import CheckpointManager
-    from hart_tf.train.trainer import TrainOptions
+    from hart_tf.train.options import TrainOptions
 
     model = load_model(untrained_checkpoint)
-    options = TrainOptions(config=model.config, train_clips=("Car1", "Dog1"),
+    options = TrainOptions.from_flat(config=model.config, train_clips=("Car1", "Dog1"),
                            train_clips_dir=str(shared_data / "real_clips"))
     trained = sets.data_record(options)
     assert trained["train_clips"] == ["Car1", "Dog1"]
@@ -141,7 +141,7 @@ def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, t
     assert record["trained_on"] == [] and "warning" not in capsys.readouterr().err
     # --train_clips=all records its folder: every clip of the same folder is marked, those of
     # another folder are not.
-    options = TrainOptions(config=model.config, train_clips=("all",),
+    options = TrainOptions.from_flat(config=model.config, train_clips=("all",),
                            train_clips_dir=str(shared_data / "real_clips"))
     for folder, marked in ((shared_data / "real_clips", TWO), (tmp_path, [])):
         data = sets.data_record(options) | {"train_clips_dir": str(folder)}

@@ -44,12 +44,12 @@ def _tiny(noise: bool = False, image_size=(24, 32)):
 
 
 def _options(distribute: str = "none", **changes):
-    from hart_tf.train.trainer import TrainOptions
+    from hart_tf.train.options import TrainOptions
 
     base = dict(config=_tiny(), batch_size=B, learning_rate=1e-3, seed=0, verbose=0,
                 distribute=distribute)
     base.update(changes)
-    return TrainOptions(**base)
+    return TrainOptions.from_flat(**base)
 
 
 def _batches(seed: int = 0, copies: int = 1, nan_rows: slice | None = None):
@@ -119,10 +119,9 @@ def _job_curves(args: list[str]) -> dict:
 
 def _trainer_options(distribute: str, folder: str, epochs: int = 1, **changes):
     """2 steps per epoch of the real trainer on synthetic data (its frames need 64 pixels)."""
-    from hart_tf.train.curriculum import Curriculum
 
     return _options(distribute, config=_tiny(image_size=(64, 64)), steps_per_epoch=2,
-                    epochs=epochs, curriculum=Curriculum((2,), min_epochs=1),
+                    epochs=epochs, curriculum_lengths=(2,),
                     checkpoint_dir=folder, logdir=os.path.join(folder, "tb"),
                     eval_sequences=DEVICES, eval_steps=1, image_every=0,
                     run_eagerly=keras.backend.backend() == "tensorflow", **changes)
@@ -347,8 +346,8 @@ def test_benchmark_distribute_quick_reports_efficiency(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}")
     script = HERE.parent / "experiments" / "benchmark_distribute.py"
-    r = subprocess.run([sys.executable, str(script), "--quick", "--devices=1,2,8", f"--out={out}"], env=env,
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run([sys.executable, str(script), "--quick", "--devices=1,2,8", f"--out={out}"],
+                       env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [rec["devices"] for rec in records] == [1, 2, 8]

@@ -5,19 +5,19 @@ import numpy as np
 
 from hart_tf.model.config import HARTConfig
 from hart_tf.train import sources as datasets
-from hart_tf.train.curriculum import Curriculum
-from hart_tf.train.trainer import TrainOptions, build_model
+from hart_tf.train.options import TrainOptions
+from hart_tf.train.trainer import build_model
 
 
 def test_kitti_config_trains_on_real_frames(six_frames):
-    options = TrainOptions(
+    options = TrainOptions.from_flat(
         config=HARTConfig.from_preset("kitti"),
         dataset="kitti",
         data_dir=str(six_frames),
         batch_size=2,
         learning_rate=3.33e-6,
         clip_norm=0.3,
-        curriculum=Curriculum((2,), min_epochs=1),
+        curriculum_lengths=(2,),
         unroll=False,
     )
     keras.utils.set_random_seed(0)

@@ -30,8 +30,8 @@ from hart_tf.model.hart import HART
 from hart_tf.model.saving import load_model
 from hart_tf.train import sources as datasets
 from hart_tf.train.checkpoints import CheckpointManager
-from hart_tf.train.curriculum import Curriculum
-from hart_tf.train.trainer import TrainOptions, _seed_variables, _StepLogger, _Trainer, train
+from hart_tf.train.options import TrainOptions
+from hart_tf.train.trainer import _seed_variables, _StepLogger, _Trainer, train
 
 REPO = Path(__file__).resolve().parents[1]
 # The smallest model the synthetic data allows (its objects need frames of 64 pixels).
@@ -41,12 +41,12 @@ TINY = HARTConfig.from_preset("small", image_size=(64, 64), glimpse_size=(8, 8),
 
 def _options(tmp_path: Path, **changes) -> TrainOptions:
     base = dict(config=TINY, batch_size=2, learning_rate=1e-2, steps_per_epoch=4, epochs=1,
-                curriculum=Curriculum((2, 3), threshold=0.0, min_epochs=1),
+                curriculum_lengths=(2, 3), curriculum_threshold=0.0,
                 checkpoint_dir=str(tmp_path / "ckpt"), logdir=str(tmp_path / "tb"),
                 checkpoint_every=2, eval_sequences=1, eval_steps=1, image_every=0,
                 run_eagerly=True, verbose=0)
     base.update(changes)
-    return TrainOptions(**base)
+    return TrainOptions.from_flat(**base)
 
 
 def _state_of(path: Path) -> dict:

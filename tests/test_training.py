@@ -6,7 +6,6 @@ longer on two cores than the few eager steps do.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from hart_tf.cli import common as cli
 from hart_tf.cli import train as train_cli
 from hart_tf.eval.sequences import evaluate_model, score
 from hart_tf.train.curriculum import Curriculum
-from hart_tf.train.trainer import TrainOptions, _lr_for
+from hart_tf.train.options import OptimizerOptions, TrainOptions
 
 FLAGS = absl_flags.FLAGS
 
@@ -191,10 +190,9 @@ def test_curriculum_lengths():
 
 
 def test_learning_rate_decays_with_the_sequence_length():
-    from hart_tf.model.config import HARTConfig
 
-    options = TrainOptions(config=HARTConfig(), learning_rate=1e-3, lr_decay={10: 0.5, 20: 0.3})
-    assert [_lr_for(options, t) for t in (5, 10, 19, 20, 30)] == pytest.approx(
+    options = OptimizerOptions(learning_rate=1e-3, lr_decay={10: 0.5, 20: 0.3})
+    assert [options.rate_at(t) for t in (5, 10, 19, 20, 30)] == pytest.approx(
         [1e-3, 5e-4, 5e-4, 1.5e-4, 1.5e-4])
 
 
@@ -218,11 +216,11 @@ def _tiny_options(tmp_path: Path, **changes) -> TrainOptions:
     tiny = HARTConfig.from_preset("small", image_size=(64, 64), glimpse_size=(8, 8),
                                   v1_channels=8, rnn_units=12, dorsal_units=10)
     base = dict(config=tiny, batch_size=2, steps_per_epoch=2, epochs=3,
-                curriculum=Curriculum((2, 3), threshold=0.0, min_epochs=1),
+                curriculum_lengths=(2, 3), curriculum_threshold=0.0,
                 checkpoint_dir=str(tmp_path / "ckpt"), logdir=str(tmp_path / "tb"),
                 eval_sequences=1, eval_steps=2, image_every=0, run_eagerly=True, verbose=0)
     base.update(changes)
-    return TrainOptions(**base)
+    return TrainOptions.from_flat(**base)
 
 
 def test_one_fit_per_curriculum_length(tmp_path, monkeypatch):
@@ -266,13 +264,13 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, capsys):
     opts_b = _tiny_options(tmp_path / "b", epochs=1, init_from=first["checkpoint"])
     training.train(opts_b)
     capsys.readouterr()
-    again = training._Trainer(dataclasses.replace(opts_b, epochs=2))
+    again = training._Trainer(opts_b.replace(epochs=2))
     assert again.step == 2
     assert "--init_from ignored: the run resumed from its own checkpoint" in (
         capsys.readouterr().out)
     # Another architecture is refused in one line naming the field.
     other = _tiny_options(tmp_path / "c", init_from=first["checkpoint"])
-    other = dataclasses.replace(other, config=other.config.replace(rnn_units=10))
+    other = other.replace(config=other.config.replace(rnn_units=10))
     with pytest.raises(CheckpointError, match=r"^--init_from: .*best.keras holds a different "
                        r"model: --rnn_units is 10 here but 12 in the checkpoint$"):
         training._Trainer(other)
@@ -291,8 +289,8 @@ def test_time_budget_stops_inside_a_fit(tmp_path, monkeypatch):
     from hart_tf.train.trainer import train
 
     calls = _fit_calls(monkeypatch)
-    never = Curriculum((2, 3), threshold=2.0, min_epochs=1)  # IoU never reaches 2
-    summary = train(_tiny_options(tmp_path, curriculum=never, max_minutes=1e-6))
+    # IoU never reaches 2
+    summary = train(_tiny_options(tmp_path, curriculum_threshold=2.0, max_minutes=1e-6))
     assert calls == [(0, 3, 2)]
     assert (summary["step"], summary["epoch"], summary["length"]) == (2, 1, 2)
 
