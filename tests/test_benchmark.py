@@ -1,4 +1,5 @@
-"""tools/benchmark.py and tools/flops.py: FLOP counts, spec parsing, and a --quick smoke run."""
+"""tools/benchmark.py (and its bench_*.py modules) and tools/flops.py: FLOP counts, spec
+parsing, and a --quick smoke run."""
 
 import json
 import math
@@ -13,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import flops  # noqa: E402
+from bench_report import append_markdown  # noqa: E402
 
 from hart_tf.model.config import HARTConfig  # noqa: E402
 
@@ -126,13 +128,8 @@ def test_quick_run_writes_every_record_and_a_markdown_row(tmp_path):
     rows = [ln for ln in text.splitlines() if ln.startswith(f"| {env['date']} |")]
     assert len(rows) == len(records) - 1  # one row per measurement, none for env
     assert all(f"`{env['command']}`" in row and env["backend"] in row for row in rows)
-    # A second run appends under the same heading instead of starting a new table (in a
-    # fresh process: benchmark.py defines absl flags that hart_tf.cli.flags also defines).
-    code = ("import json, sys; from pathlib import Path; from benchmark import append_markdown; "
-            "r = [json.loads(x) for x in open('out.jsonl')]; "
-            "append_markdown(Path(sys.argv[1]), r[0], r[1:2])")
-    subprocess.run([sys.executable, "-c", code, str(md)], cwd=tmp_path, check=True,
-                   env=dict(os.environ, PYTHONPATH=f"{REPO / 'tools'}:{REPO}"), timeout=60)
+    # A second run appends under the same heading instead of starting a new table.
+    append_markdown(md, records[0], records[1:2])
     again = md.read_text()
     assert again.count("## Log of benchmark runs") == 1
     assert len(again.splitlines()) == len(text.splitlines()) + 1
