@@ -352,7 +352,7 @@ cli.run(train.main)
 RUN_FLAGS = [
     "--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
     "--steps_per_epoch=4", "--epochs=3", "--curriculum_lengths=2,3",
-    "--curriculum_threshold=0", "--checkpoint_every=3", "--keep_checkpoints=3",
+    "--curriculum_threshold=0", "--checkpoint_every=3",
     "--eval_sequences=1", "--eval_steps=1", "--max_minutes=0", "--image_every=0",
     "--learning_rate=0.01", "--run_name=r", "--run_eagerly",
 ]

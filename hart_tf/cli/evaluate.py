@@ -39,5 +39,6 @@ def main(argv):
           f"success AUC {r['success_auc']:.3f}; precision@20 {r['precision_20']:.3f}")
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """The `hart-evaluate` console script."""
     cli.run(main)

@@ -25,3 +25,8 @@ def main(argv):
     path = export_checkpoint(FLAGS.model, FLAGS.out)
     print(f"SavedModel written to {path} (signatures: {', '.join(SIGNATURES)}; "
           f"Keras file {KERAS_FILE})")
+
+
+def console_main() -> None:
+    """The `hart-export` console script."""
+    cli.run(main)

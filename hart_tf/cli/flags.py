@@ -112,6 +112,8 @@ flags.DEFINE_enum("jit_compile", D["jit_compile"], ["auto", "true", "false"],
 flags.DEFINE_bool("unroll", D["unroll"], "Unroll the recurrence (TF on the CPU: faster "
                   "steps, one graph per sequence length).")
 flags.DEFINE_bool("run_eagerly", D["run_eagerly"], "Run the train step op by op (debugging).")
+flags.DEFINE_integer("max_bad_steps", D["max_bad_steps"], "Stop after this many updates in a "
+                     "row with a non-finite loss or gradient (each is skipped).")
 flags.DEFINE_bool("mixed_precision", D["mixed_precision"], "bf16 compute with float32 losses "
                   "and attention.")
 flags.DEFINE_enum("distribute", D["distribute"], ["none", "data_parallel"],
@@ -148,7 +150,7 @@ def _check(name: str, ok, what: str) -> None:
 
 for _name in ("batch_size", "learning_rate", "steps_per_epoch", "epochs", "rnn_units",
               "checkpoint_every", "eval_sequences", "eval_steps", "clip_norm",
-              "curriculum_min_epochs", "num_hosts", "data_workers"):
+              "curriculum_min_epochs", "num_hosts", "data_workers", "max_bad_steps"):
     _check(_name, lambda v: v > 0, "must be positive")
 for _name in ("num_distractors_max", "distractor_jitter", "distractor_cross_speed",
               "train_clips_cache_mb", "process_id", "max_minutes"):

@@ -26,3 +26,8 @@ def main(argv):
     print(f"tracked {result['frames']} frames: {result['fps']:.1f} frames per second "
           f"(tracker updates), {result['overall_fps']:.1f} with decoding; boxes in {FLAGS.out}"
           + (f", GIF in {FLAGS.gif}" if FLAGS.gif else ""))
+
+
+def console_main() -> None:
+    """The `hart-track` console script."""
+    cli.run(main)

@@ -71,5 +71,6 @@ def main(argv):
     print("\n".join(_summary_lines(summary, options)))
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """The `hart-train` console script."""
     cli.run(main)
