@@ -1,7 +1,9 @@
-"""Test configuration: backend default, slow-test opt-in, shared data location."""
+"""Test configuration and shared fixtures: backend default, slow-test opt-in, shared data,
+a command-line runner and the small tracking models of the tracker, export and track tests."""
 
 import os
 import pathlib
+from typing import NamedTuple
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -65,3 +67,148 @@ def _seeded():
     import keras
 
     keras.utils.set_random_seed(0)
+
+
+# ---- command lines ------------------------------------------------------------------------
+
+
+class CliRun(NamedTuple):
+    """What `run_cli` saw: exit code, stdout, stderr lines and what `main` returned."""
+
+    code: int
+    out: str
+    err: list[str]
+    value: object = None
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Runs an entry point's `main` in this process as `python -m ...` would.
+
+    `run_cli(main, argv)` parses `argv` (flags only, no program name) into the global absl
+    FLAGS with `hart_tf.cli.common.parse_flags`, calls `main` on what is left, and returns a
+    `CliRun`; a `SystemExit` from parsing or `main` becomes its code. FLAGS are reset before
+    and after, so no flag leaks into the next test. Anything but `SystemExit` propagates.
+    `main` may be any callable of argv that reads FLAGS (e.g. `lambda _: options_from_flags()`).
+    With `code`, the run must exit with it (its stderr is the assertion message).
+    """
+    from absl import flags
+
+    from hart_tf.cli import common
+
+    def run(main, argv, prog: str = "prog", code: int | None = None) -> CliRun:
+        flags.FLAGS.unparse_flags()
+        exit_code, value = 0, None
+        try:
+            value = main(common.parse_flags([prog, *map(str, argv)]))
+        except SystemExit as e:
+            exit_code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        finally:
+            flags.FLAGS.unparse_flags()
+        captured = capsys.readouterr()
+        result = CliRun(exit_code, captured.out, captured.err.strip().splitlines(), value)
+        assert code is None or result.code == code, result.err
+        return result
+
+    return run
+
+
+@pytest.fixture
+def train_tiny_on_clips(run_cli, tmp_path):
+    """`train_tiny_on_clips(clips_dir, *flags)`: one update of a tiny model through
+    `python -m hart_tf.train`'s main, run `r` in `tmp_path / "ck"`, on real clips of
+    `clips_dir` (`flags` choose them); returns its `CliRun`."""
+    from hart_tf.cli import train as train_cli
+
+    def train(clips_dir, *flags: str) -> CliRun:
+        return run_cli(train_cli.main, [
+            "--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
+            "--steps_per_epoch=1", "--epochs=1", "--curriculum_lengths=3",
+            "--eval_sequences=1", "--eval_steps=2", "--image_every=0", "--run_eagerly",
+            "--max_minutes=0", "--run_name=r", f"--checkpoint_dir={tmp_path / 'ck'}",
+            f"--logdir={tmp_path / 'tb'}", f"--train_clips_dir={clips_dir}", *flags], code=0)
+
+    return train
+
+
+# ---- tracking models ----------------------------------------------------------------------
+# `trained_checkpoint` is a small HART trained for about 40 s on two CPU cores on easy
+# synthetic clips (one target, no distractors, no occluder) until it follows the target;
+# `untrained_checkpoint` has random weights, for tests that only check plumbing. Each is
+# built once per test session.
+
+TRACKING_SIZE = (48, 64)
+
+
+@pytest.fixture(scope="session")
+def tracking_config():
+    """The small model of the tracking checkpoints, at 48x64 frames."""
+    from hart_tf.model.config import HARTConfig
+
+    return HARTConfig.from_preset(
+        "small", image_size=TRACKING_SIZE, glimpse_size=(16, 16), rnn_units=32,
+        dorsal_units=32, v1_channels=16)
+
+
+@pytest.fixture(scope="session")
+def easy_clips():
+    """Synthetic clips of one slow target alone on the panning background, at the tracking
+    model's input size."""
+    from hart_tf.data import synthetic
+
+    return synthetic.SyntheticConfig(
+        image_size=TRACKING_SIZE, target_size=(10.0, 16.0), max_speed=2.0,
+        n_distractors=(0, 0), occlusion_prob=0.0)
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, tracking_config, easy_clips) -> pathlib.Path:
+    """`tracking_config` trained on `easy_clips` (150 steps of batch 16, T=8, lr 1e-3)."""
+    import keras
+
+    from hart_tf.data import synthetic
+    from hart_tf.train import sources
+    from hart_tf.train.options import TrainOptions
+    from hart_tf.train.trainer import build_model
+
+    steps, batch, length = 150, 16, 8
+    keras.utils.set_random_seed(0)
+    model = build_model(TrainOptions.from_flat(config=tracking_config, learning_rate=1e-3,
+                                               batch_size=batch))
+
+    def batches():
+        i = 0
+        while True:
+            yield sources.to_xy(synthetic.train_batch(i, batch, length, 0, easy_clips))
+            i += 1
+
+    model.fit(batches(), steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    path = tmp_path_factory.mktemp("tracking_checkpoints") / "trained.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint(tmp_path_factory, tracking_config) -> pathlib.Path:
+    """`tracking_config` with random weights (seed 1), unrolled as the TF training default:
+    export must still serve any length T."""
+    import keras
+
+    from hart_tf.model.hart import HART
+
+    keras.utils.set_random_seed(1)
+    model = HART(tracking_config, seed=1, unroll=True)
+    model.build()
+    path = tmp_path_factory.mktemp("tracking_checkpoints") / "untrained.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def exported_dir(tmp_path_factory, untrained_checkpoint) -> pathlib.Path:
+    """`untrained_checkpoint` exported by `hart_tf.track.export` (SavedModel and .keras file)."""
+    from hart_tf.track.export import export_checkpoint
+
+    path = tmp_path_factory.mktemp("export") / "1"
+    export_checkpoint(untrained_checkpoint, path)
+    return path

@@ -33,18 +33,6 @@ def _load_tool():
     return sys.modules["tools_ablation"]
 
 
-@pytest.fixture
-def parse():
-    """Parses argv into the global FLAGS for one test, then puts them back unparsed."""
-
-    def run(argv):
-        FLAGS.unparse_flags()
-        FLAGS(["test"] + argv)
-
-    yield run
-    FLAGS.unparse_flags()
-
-
 def _flagfile_settings(path: Path) -> dict[str, str]:
     out = {}
     for line in path.read_text().splitlines():
@@ -67,10 +55,13 @@ def test_flagfile_sets_the_table_1_switches(variant):
 
 
 @pytest.mark.parametrize("variant", sorted(SWITCHES))
-def test_flagfile_combines_with_kitti(parse, variant):
-    parse(["--flagfile=flags/kitti.cfg", f"--flagfile=flags/ablation_{variant}.cfg"])
-    config = cli.config_from_flags()
-    assert FLAGS.dataset == "kitti" and config.name == "kitti" and FLAGS.batch_size == 10
+def test_flagfile_combines_with_kitti(run_cli, monkeypatch, variant):
+    monkeypatch.chdir(REPO)  # flagfiles name each other relative to the repo root
+    run = run_cli(lambda _: (cli.config_from_flags(), FLAGS.dataset, FLAGS.batch_size),
+                  ["--flagfile=flags/kitti.cfg", f"--flagfile=flags/ablation_{variant}.cfg"],
+                  code=0)
+    config, dataset, batch_size = run.value
+    assert dataset == "kitti" and config.name == "kitti" and batch_size == 10
     assert tuple(getattr(config, n) for n in NAMES) == SWITCHES[variant]
 
 
@@ -126,7 +117,7 @@ def test_update_results_keeps_other_sections(tmp_path):
 
 # About 70 s of CPU on 2 cores (eight graph traces and four model loads of two tiny runs).
 @pytest.mark.slow
-def test_ablation_end_to_end_tiny(parse, tmp_path):
+def test_ablation_end_to_end_tiny(run_cli, tmp_path):
     tool = _load_tool()
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\n## Synthetic quality bars\n\nlead's\n")
@@ -136,8 +127,7 @@ def test_ablation_end_to_end_tiny(parse, tmp_path):
             "--eval_sequences=2", "--max_minutes=0", "--image_every=0", "--fig_sequences=1",
             f"--checkpoint_dir={tmp_path / 'ck'}", f"--logdir={tmp_path / 'runs'}",
             f"--out_dir={tmp_path / 'out'}", f"--results={results}"]
-    parse(argv[1:])
-    report = tool.run_ablation(argv)
+    report = run_cli(lambda _: tool.run_ablation(argv), argv[1:], code=0).value
     assert [r["variant"] for r in report["runs"]] == ["spatial", "appearance"]
     assert report["runs"][0]["params"] < report["runs"][1]["params"]  # no appearance streams
     for r in report["runs"]:
@@ -152,6 +142,6 @@ def test_ablation_end_to_end_tiny(parse, tmp_path):
     fig6 = np.asarray(Image.open(tmp_path / "out" / "location_maps.png"))
     assert fig5.shape[:2] == (400, 600) and fig6.shape[0] > 100 and fig6.std() > 10
     # Rerunning the same command reuses the runs and rewrites the block in place.
-    again = tool.run_ablation(argv)
+    again = run_cli(lambda _: tool.run_ablation(argv), argv[1:], code=0).value
     assert again["runs"][0]["test"] == report["runs"][0]["test"]
     assert results.read_text().count("<!-- ablation:synthetic -->") == 1

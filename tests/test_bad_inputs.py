@@ -1,6 +1,6 @@
 """Every mistake a user can make gets one line, `error: <what to fix>`, and leaves no output.
 
-Each case runs the real entry point in process (`cli.parse_flags` then `main`, as
+Each case runs the real entry point in process (`run_cli`: `cli.parse_flags`, then `main`, as
 `python -m hart_tf.train` does) and asserts the exact message. Cases owned by the tracker,
 track and export tests are asserted there: `--init` malformed or outside the frame, an
 unreadable or missing video, missing/empty/corrupt `--frames`, grey frames given to the
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from absl import flags as absl_flags
 from PIL import Image
 
 from hart_tf.cli import common as cli
@@ -26,7 +25,6 @@ from hart_tf.data import kitti
 from hart_tf.layers.v1 import ALEXNET_SHAPES
 
 REPO = Path(__file__).resolve().parents[1]
-FLAGS = absl_flags.FLAGS
 
 
 @pytest.fixture
@@ -46,37 +44,29 @@ def _args(out, *extra) -> list[str]:
             *extra]
 
 
-def _error(capsys, argv, main=train_cli.main) -> str:
+def _error(run_cli, argv, main=train_cli.main) -> str:
     """Runs `main` on `argv` as its module would; returns the one line it printed."""
-    FLAGS.unparse_flags()
-    try:
-        with pytest.raises(SystemExit) as info:
-            main(cli.parse_flags(["prog", *argv]))
-    finally:
-        FLAGS.unparse_flags()
-    assert info.value.code == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert "Traceback" not in captured.out + captured.err
-    return lines[0]
+    run = run_cli(main, argv, code=2)
+    assert len(run.err) == 1, run.err
+    assert "Traceback" not in run.out + "\n".join(run.err)
+    return run.err[0]
 
 
 # ---- flags ------------------------------------------------------------------------------
 
 
-def test_unknown_dataset(capsys, out):
-    assert _error(capsys, _args(out, "--dataset=coco")) == (
+def test_unknown_dataset(run_cli, out):
+    assert _error(run_cli, _args(out, "--dataset=coco")) == (
         "error: flag --dataset=coco: value should be one of <synthetic|kitti|kth|clips>")
 
 
-def test_batch_size_zero(capsys, out):
-    assert _error(capsys, _args(out, "--batch_size=0")) == (
+def test_batch_size_zero(run_cli, out):
+    assert _error(run_cli, _args(out, "--batch_size=0")) == (
         "error: flag --batch_size=0: --batch_size must be positive")
 
 
-def test_negative_learning_rate(capsys, out):
-    assert _error(capsys, _args(out, "--learning_rate=-0.001")) == (
+def test_negative_learning_rate(run_cli, out):
+    assert _error(run_cli, _args(out, "--learning_rate=-0.001")) == (
         "error: flag --learning_rate=-0.001: --learning_rate must be positive")
 
 
@@ -84,21 +74,13 @@ def test_negative_learning_rate(capsys, out):
     ("distance_loss", 0.5, 0.0),  # the paper's loss by default
     ("attention_tightness", 10.0, 1.0),  # the original's weight by default
 ])
-def test_loss_weight_flag_reaches_the_config_and_its_serialisation(field, value, default):
-    from absl import flags as absl_flags
-
-    from hart_tf.cli import common as cli
+def test_loss_weight_flag_reaches_the_config_and_its_serialisation(run_cli, field, value,
+                                                                   default):
     from hart_tf.model.hart import HART
 
-    absl_flags.FLAGS.unparse_flags()
-    try:
-        cli.parse_flags(["train", f"--{field}={value}"])
-        config = cli.config_from_flags()
-        absl_flags.FLAGS.unparse_flags()
-        cli.parse_flags(["train"])
-        assert getattr(cli.config_from_flags(), field) == default
-    finally:
-        absl_flags.FLAGS.unparse_flags()
+    config = run_cli(lambda _: cli.config_from_flags(), [f"--{field}={value}"], code=0).value
+    assert getattr(run_cli(lambda _: cli.config_from_flags(), [], code=0).value,
+                   field) == default
     assert getattr(config, field) == value
     model = HART(config.replace(image_size=(64, 64), glimpse_size=(8, 8), v1_channels=8,
                                 rnn_units=12, dorsal_units=10))
@@ -111,65 +93,57 @@ def test_loss_weight_flag_reaches_the_config_and_its_serialisation(field, value,
     ("--distractor_cross_speed=-0.5", "--distractor_cross_speed must be >= 0"),
     ("--occlusion_prob=1.5", "--occlusion_prob must be in [0, 1]"),
 ])
-def test_bad_synthetic_data_flags(capsys, out, flag, message):
-    assert _error(capsys, _args(out, flag)) == f"error: flag {flag}: {message}"
+def test_bad_synthetic_data_flags(run_cli, out, flag, message):
+    assert _error(run_cli, _args(out, flag)) == f"error: flag {flag}: {message}"
 
 
-def test_train_clips_flags(capsys, out, tmp_path):
-    assert _error(capsys, _args(out, "--train_clips=walk")) == (
+def test_train_clips_flags(run_cli, out, tmp_path):
+    assert _error(run_cli, _args(out, "--train_clips=walk")) == (
         "error: flags train_clips_dir=None, train_clips=['walk']: --train_clips_dir and "
         "--train_clips go together: the folder and the clips of it to train on")
-    assert _error(capsys, _args(out, "--train_clips_fraction=0")) == (
+    assert _error(run_cli, _args(out, "--train_clips_fraction=0")) == (
         "error: flag --train_clips_fraction=0.0: --train_clips_fraction must be in (0, 1]")
     empty = tmp_path / "clips"
     empty.mkdir()
-    assert _error(capsys, _args(out, f"--train_clips_dir={empty}", "--train_clips=walk")) == (
+    assert _error(run_cli, _args(out, f"--train_clips_dir={empty}", "--train_clips=walk")) == (
         f"error: {empty}: no clip walk (found none)")
-    assert _error(capsys, _args(out, f"--train_clips_dir={empty}", "--train_clips=all")) == (
+    assert _error(run_cli, _args(out, f"--train_clips_dir={empty}", "--train_clips=all")) == (
         f"error: {empty}: no sequence folder with a groundtruth.txt, nor one level further down")
-    assert _error(capsys, _args(out, "--train_clips_cache_mb=-1")) == (
+    assert _error(run_cli, _args(out, "--train_clips_cache_mb=-1")) == (
         "error: flag --train_clips_cache_mb=-1.0: --train_clips_cache_mb must be >= 0")
-    assert _error(capsys, _args(out, "--data_workers=0")) == (
+    assert _error(run_cli, _args(out, "--data_workers=0")) == (
         "error: flag --data_workers=0: --data_workers must be >= 1")
 
 
-def test_glimpse_larger_than_the_frame(capsys, out):
-    assert _error(capsys, _args(out, "--image_size=32,48", "--glimpse_size=40,40")) == (
+def test_glimpse_larger_than_the_frame(run_cli, out):
+    assert _error(run_cli, _args(out, "--image_size=32,48", "--glimpse_size=40,40")) == (
         "error: --glimpse_size (40, 40) is larger than image_size (32, 48)")
 
 
-def test_malformed_image_size(capsys, out):
-    assert _error(capsys, _args(out, "--image_size=64,x")) == (
+def test_malformed_image_size(run_cli, out):
+    assert _error(run_cli, _args(out, "--image_size=64,x")) == (
         "error: --image_size must be two integers H,W, got 64,x")
 
 
-def test_malformed_lr_decay(capsys, out):
-    assert _error(capsys, _args(out, "--lr_decay=20-0.3")) == (
+def test_malformed_lr_decay(run_cli, out):
+    assert _error(run_cli, _args(out, "--lr_decay=20-0.3")) == (
         "error: --lr_decay entries are LENGTH:FACTOR, got '20-0.3'")
 
 
-def test_unknown_flag_in_a_flagfile_names_file_and_line(capsys, out, tmp_path):
+def test_unknown_flag_in_a_flagfile_names_file_and_line(run_cli, out, tmp_path):
     flagfile = tmp_path / "exp.cfg"
     flagfile.write_text("# my experiment\n--batch_size=4\n--bach_size=8\n")
-    assert _error(capsys, _args(out, f"--flagfile={flagfile}")) == (
+    assert _error(run_cli, _args(out, f"--flagfile={flagfile}")) == (
         f"error: {flagfile}:3: unknown flag --bach_size (did you mean --batch_size?)")
 
 
-def test_missing_flagfile(capsys, out, tmp_path):
-    assert _error(capsys, _args(out, f"--flagfile={tmp_path}/nope.cfg")) == (
+def test_missing_flagfile(run_cli, out, tmp_path):
+    assert _error(run_cli, _args(out, f"--flagfile={tmp_path}/nope.cfg")) == (
         f"error: --flagfile: {tmp_path}/nope.cfg: no such file")
 
 
-def test_stray_argument(capsys, out):
-    FLAGS.unparse_flags()
-    try:
-        cli.parse_flags(["train", *_args(out)])
-        with pytest.raises(SystemExit) as info:
-            train_cli.main(["train", "kitti.cfg"])
-    finally:
-        FLAGS.unparse_flags()
-    assert info.value.code == 2
-    assert capsys.readouterr().err.strip() == (
+def test_stray_argument(run_cli, out):
+    assert _error(run_cli, [*_args(out), "kitti.cfg"]) == (
         "error: unexpected arguments: kitti.cfg (flags start with --)")
 
 
@@ -188,20 +162,20 @@ def test_bad_flag_from_the_command_line_is_one_line(tmp_path):
 # ---- output folders ---------------------------------------------------------------------
 
 
-def test_unwritable_checkpoint_dir(capsys, tmp_path):
+def test_unwritable_checkpoint_dir(run_cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     args = _args((blocker / "ckpt", tmp_path / "tb"))
-    assert _error(capsys, args) == (
+    assert _error(run_cli, args) == (
         f"error: --checkpoint_dir: cannot create {blocker}/ckpt/r: {blocker} is not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_unwritable_log_dir(capsys, tmp_path):
+def test_unwritable_log_dir(run_cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     args = _args((tmp_path / "ckpt", blocker / "tb"))
-    assert _error(capsys, args) == (
+    assert _error(run_cli, args) == (
         f"error: --logdir: cannot create {blocker}/tb: {blocker} is not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
@@ -210,18 +184,13 @@ def test_unwritable_log_dir(capsys, tmp_path):
 
 
 @pytest.fixture
-def saved_run(tmp_path):
+def saved_run(tmp_path, run_cli):
     """A run folder holding one checkpoint of the `_args` model (rnn_units 12, T 2)."""
     from hart_tf.cli.train import options_from_flags
     from hart_tf.train.trainer import _Trainer
 
     ckpt, tb = tmp_path / "ckpt", tmp_path / "tb"
-    FLAGS.unparse_flags()
-    try:
-        cli.parse_flags(["train", *_args((ckpt, tb))])
-        trainer = _Trainer(options_from_flags())
-    finally:
-        FLAGS.unparse_flags()
+    trainer = run_cli(lambda _: _Trainer(options_from_flags()), _args((ckpt, tb)), code=0).value
     trainer.step = 1
     trainer.model.optimizer.build(trainer.model.trainable_variables)
     trainer.save()
@@ -232,12 +201,12 @@ def saved_run(tmp_path):
     assert not tb.exists()
 
 
-def test_checkpoint_from_a_different_config_names_the_flag(capsys, saved_run):
+def test_checkpoint_from_a_different_config_names_the_flag(run_cli, saved_run):
     dirs, run = saved_run
-    assert _error(capsys, _args(dirs, "--rnn_units=16")) == (
+    assert _error(run_cli, _args(dirs, "--rnn_units=16")) == (
         f"error: {run}/ckpt-1.keras: checkpoint from a different config: --rnn_units is 16 "
         "here but 12 in the checkpoint")
-    assert _error(capsys, _args(dirs, "--image_size=64,72")) == (
+    assert _error(run_cli, _args(dirs, "--image_size=64,72")) == (
         f"error: {run}/ckpt-1.keras: checkpoint from a different config: --image_size is "
         "64,72 here but 64,64 in the checkpoint")
 
@@ -254,9 +223,9 @@ def test_a_config_field_newer_than_the_checkpoint_takes_its_default():
         "--attention_tightness is 10.0 here but 1.0 in the checkpoint")
 
 
-def test_checkpoint_with_another_curriculum(capsys, saved_run):
+def test_checkpoint_with_another_curriculum(run_cli, saved_run):
     dirs, run = saved_run
-    assert _error(capsys, _args(dirs, "--curriculum_lengths=2,4")) == (
+    assert _error(run_cli, _args(dirs, "--curriculum_lengths=2,4")) == (
         "error: checkpoint curriculum lengths [2] differ from --curriculum_* flags [2, 4]")
 
 
@@ -271,31 +240,31 @@ def _alexnet_file(folder: Path, wrong: str | None = None) -> Path:
     return folder / "bvlc_alexnet.npy"
 
 
-def test_alexnet_weights_with_wrong_shapes(capsys, out, tmp_path):
+def test_alexnet_weights_with_wrong_shapes(run_cli, out, tmp_path):
     path = _alexnet_file(tmp_path / "alexnet", wrong="conv2")
-    assert _error(capsys, _args(out, "--config=kth", f"--alexnet_dir={path.parent}")) == (
+    assert _error(run_cli, _args(out, "--config=kth", f"--alexnet_dir={path.parent}")) == (
         f"error: {path}: layer 'conv2' W has shape (5, 5, 48, 128), expected (5, 5, 48, 256)")
 
 
-def test_alexnet_weights_missing(capsys, out, tmp_path):
+def test_alexnet_weights_missing(run_cli, out, tmp_path):
     path = tmp_path / "bvlc_alexnet.npy"
-    assert _error(capsys, _args(out, "--config=kth", f"--alexnet_dir={tmp_path}")) == (
+    assert _error(run_cli, _args(out, "--config=kth", f"--alexnet_dir={tmp_path}")) == (
         f"error: cannot read AlexNet weights from {path}: [Errno 2] No such file or "
         f"directory: '{path}'")
 
 
-def test_clips_flag_outside_the_clips_dataset(capsys, tmp_path):
-    assert _error(capsys, [f"--model={tmp_path}/run", "--clips=Car1"],
+def test_clips_flag_outside_the_clips_dataset(run_cli, tmp_path):
+    assert _error(run_cli, [f"--model={tmp_path}/run", "--clips=Car1"],
                   evaluate_cli.main) == (
         "error: --clips chooses the clips to score with --dataset=clips, got "
         "--dataset=synthetic")
 
 
-def test_evaluate_without_a_checkpoint(capsys, tmp_path):
-    assert _error(capsys, [f"--model={tmp_path}/run"], evaluate_cli.main) == (
+def test_evaluate_without_a_checkpoint(run_cli, tmp_path):
+    assert _error(run_cli, [f"--model={tmp_path}/run"], evaluate_cli.main) == (
         f"error: --model: {tmp_path}/run does not exist")
     (tmp_path / "run").mkdir()
-    assert _error(capsys, [f"--model={tmp_path}/run"], evaluate_cli.main) == (
+    assert _error(run_cli, [f"--model={tmp_path}/run"], evaluate_cli.main) == (
         f"error: --model: no checkpoint found in {tmp_path}/run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert list((tmp_path / "run").iterdir()) == []
@@ -337,89 +306,89 @@ def _set_label(root: Path, line: int, row: str) -> Path:
     return path
 
 
-def test_kitti_without_data_dir(capsys, out):
-    assert _error(capsys, _args(out, "--dataset=kitti")) == (
+def test_kitti_without_data_dir(run_cli, out):
+    assert _error(run_cli, _args(out, "--dataset=kitti")) == (
         "error: --dataset=kitti needs --data_dir (the folder holding training/)")
 
 
-def test_kitti_missing_data_dir(capsys, out, tmp_path):
-    assert _error(capsys, _kitti_args(out, tmp_path / "nope")) == (
+def test_kitti_missing_data_dir(run_cli, out, tmp_path):
+    assert _error(run_cli, _kitti_args(out, tmp_path / "nope")) == (
         f"error: {tmp_path}/nope/training: directory not found (data_dir must hold training/)")
 
 
-def test_kitti_malformed_row(capsys, out, kitti_root):
+def test_kitti_malformed_row(run_cli, out, kitti_root):
     path = _set_label(kitti_root, 2, _row(1, 1, occluded="x"))
-    assert _error(capsys, _kitti_args(out, kitti_root)) == (
+    assert _error(run_cli, _kitti_args(out, kitti_root)) == (
         f"error: {path}:2: field 'occluded' is 'x', not int")
 
 
-def test_kitti_row_with_missing_fields(capsys, out, kitti_root):
+def test_kitti_row_with_missing_fields(run_cli, out, kitti_root):
     path = _set_label(kitti_root, 4, "3 1 Car 0 0 -1.5 2 3 10")
-    assert _error(capsys, _kitti_args(out, kitti_root)) == (
+    assert _error(run_cli, _kitti_args(out, kitti_root)) == (
         f"error: {path}:4: 9 fields, expected 17")
 
 
-def test_kitti_unknown_class(capsys, out, kitti_root):
+def test_kitti_unknown_class(run_cli, out, kitti_root):
     path = _set_label(kitti_root, 3, _row(2, 1, cls="Bus"))
-    assert _error(capsys, _kitti_args(out, kitti_root)) == (
+    assert _error(run_cli, _kitti_args(out, kitti_root)) == (
         f"error: {path}:3: unknown class 'Bus' (known: {', '.join(kitti.CLASSES)})")
 
 
-def test_kitti_zero_size_box(capsys, out, kitti_root):
+def test_kitti_zero_size_box(run_cli, out, kitti_root):
     path = _set_label(kitti_root, 5, _row(4, 1, box=(5.0, 3.0, 5.0, 12.0)))
-    assert _error(capsys, _kitti_args(out, kitti_root)) == (
+    assert _error(run_cli, _kitti_args(out, kitti_root)) == (
         f"error: {path}:5: zero or negative box size (left 5.0, top 3.0, right 5.0, "
         "bottom 12.0)")
 
 
-def test_kitti_box_outside_the_image(capsys, out, kitti_root):
+def test_kitti_box_outside_the_image(run_cli, out, kitti_root):
     path = _set_label(kitti_root, 6, _row(5, 1, box=(2.0, 3.0, 31.5, 12.0)))
-    assert _error(capsys, _kitti_args(out, kitti_root)) == (
+    assert _error(run_cli, _kitti_args(out, kitti_root)) == (
         f"error: {path}:6: box (left 2.0, top 3.0, right 31.5, bottom 12.0) is outside the "
         "30x20 image")
 
 
-def test_kitti_missing_frame_file(capsys, out, kitti_root):
+def test_kitti_missing_frame_file(run_cli, out, kitti_root):
     frames = kitti_root / "training" / "image_02" / "0000"
     (frames / "000004.png").unlink()
-    assert _error(capsys, _kitti_args(out, kitti_root)) == (
+    assert _error(run_cli, _kitti_args(out, kitti_root)) == (
         f"error: {kitti_root}/training/label_02/0000.txt: frame 4 (track 1) has no image "
         f"{frames}/000004.png")
 
 
-def test_kitti_empty_frames_folder(capsys, out, kitti_root):
+def test_kitti_empty_frames_folder(run_cli, out, kitti_root):
     frames = kitti_root / "training" / "image_02" / "0000"
     for png in frames.iterdir():
         png.unlink()
-    assert _error(capsys, _kitti_args(out, kitti_root)) == f"error: {frames}: no PNG frames"
+    assert _error(run_cli, _kitti_args(out, kitti_root)) == f"error: {frames}: no PNG frames"
 
 
-def test_kitti_corrupt_png(capsys, out, kitti_root):
+def test_kitti_corrupt_png(run_cli, out, kitti_root):
     png = kitti_root / "training" / "image_02" / "0000" / "000009.png"
     png.write_bytes(png.read_bytes()[:60])  # a copy cut short
-    assert _error(capsys, _kitti_args(out, kitti_root)) == (
+    assert _error(run_cli, _kitti_args(out, kitti_root)) == (
         f"error: {png}: unreadable or corrupt image (image file is truncated)")
 
 
-def test_kitti_frame_sizes_differ_in_a_sequence(capsys, out, kitti_root):
+def test_kitti_frame_sizes_differ_in_a_sequence(run_cli, out, kitti_root):
     png = kitti_root / "training" / "image_02" / "0000" / "000009.png"
     Image.new("RGB", (31, 20)).save(png)
-    assert _error(capsys, _kitti_args(out, kitti_root)) == (
+    assert _error(run_cli, _kitti_args(out, kitti_root)) == (
         f"error: {png}: image is 31x20 but the sequence's first frame is 30x20")
 
 
-def test_kitti_corrupt_training_frames(capsys, out, kitti_root):
+def test_kitti_corrupt_training_frames(run_cli, out, kitti_root):
     """Met by the first training batch, after the model is built."""
     frames = kitti_root / "training" / "image_02" / "0000"
     for f in range(1, 8):  # every training window holds one of these
         png = frames / f"{f:06d}.png"
         png.write_bytes(png.read_bytes()[:60])
-    message = _error(capsys, _kitti_args(out, kitti_root))
+    message = _error(run_cli, _kitti_args(out, kitti_root))
     assert message in {f"error: {frames}/{f:06d}.png: unreadable or corrupt image (image file "
                        "is truncated)" for f in range(1, 8)}
 
 
-def test_data_error_in_the_middle_of_training(capsys, tmp_path, monkeypatch):
+def test_data_error_in_the_middle_of_training(run_cli, tmp_path, monkeypatch):
     """A frame that fails to decode once training has started (Keras then runs the batch
     producer inside tf.data) still comes out as its own line; the checkpoint written before
     stays whole."""
@@ -441,21 +410,21 @@ def test_data_error_in_the_middle_of_training(capsys, tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets.TrainSource, "batches", batches)
     dirs = (tmp_path / "ckpt", tmp_path / "tb")
-    assert _error(capsys, _args(dirs, "--steps_per_epoch=5", "--checkpoint_every=2")) == (
+    assert _error(run_cli, _args(dirs, "--steps_per_epoch=5", "--checkpoint_every=2")) == (
         f"error: {png}: unreadable or corrupt image (image file is truncated)")
     run = tmp_path / "ckpt" / "r"
     assert sorted(p.name for p in run.iterdir()) == ["ckpt-2.json", "ckpt-2.keras"]
     assert CheckpointManager(run).latest()[1]["step"] == 2
 
 
-def test_kitti_too_few_sequences_to_evaluate(capsys, out, kitti_root):
-    assert _error(capsys, _kitti_args(out, kitti_root) + ["--eval_sequences=3"]) == (
+def test_kitti_too_few_sequences_to_evaluate(run_cli, out, kitti_root):
+    assert _error(run_cli, _kitti_args(out, kitti_root) + ["--eval_sequences=3"]) == (
         "error: --eval_sequences=3: the kitti val split has fewer sequences of 2 frames; "
         "lower --eval_sequences")
 
 
-def test_kth_without_box_files(capsys, out, tmp_path):
-    assert _error(capsys, _args(out, "--dataset=kth", f"--data_dir={tmp_path}")) == (
+def test_kth_without_box_files(run_cli, out, tmp_path):
+    assert _error(run_cli, _args(out, "--dataset=kth", f"--data_dir={tmp_path}")) == (
         f"error: {tmp_path}/KTHBoundingBoxInfoTrain.txt: box file not found")
 
 

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from fixtures_tracking import untrained_checkpoint  # noqa: F401
 
 from hart_tf.data import clips
 from hart_tf.data.errors import DataError
@@ -31,7 +30,7 @@ def _static_iou(gt_xywh: np.ndarray) -> float:
     return float(np.mean(metrics.iou(np.repeat(gt[:1], len(gt) - 1, 0), gt[1:])))
 
 
-def test_two_real_clips(shared_data, untrained_checkpoint, tmp_path):  # noqa: F811
+def test_two_real_clips(shared_data, untrained_checkpoint, tmp_path):
     root = shared_data / "real_clips"
     record = clips_eval.evaluate_clips(untrained_checkpoint, root, tmp_path,
                                        max_frames=FRAMES, sequences=TWO)
@@ -77,7 +76,7 @@ def test_two_real_clips(shared_data, untrained_checkpoint, tmp_path):  # noqa: F
     assert (tmp_path / "strip_Car1.png").stat().st_size > 1000
 
 
-def test_bad_inputs(shared_data, untrained_checkpoint, tmp_path):  # noqa: F811
+def test_bad_inputs(shared_data, untrained_checkpoint, tmp_path):
     with pytest.raises(ValueError, match="--data_dir"):
         clips_eval.evaluate_clips(untrained_checkpoint, None)
     with pytest.raises(ValueError, match="no sequence folder"):
@@ -90,7 +89,7 @@ def test_bad_inputs(shared_data, untrained_checkpoint, tmp_path):  # noqa: F811
                                   max_frames=1)
 
 
-def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path):  # noqa: F811
+def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path):
     # 4-frame copies of two real clips (in tmp only), so that the CLI tracks whole clips
     # fast; --clips scores one of them.
     for clip in ("Jogging1", "David"):
@@ -111,7 +110,7 @@ def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path):  # noqa: F81
     assert "| Jogging1 | 4 |" in run.stdout
 
 
-def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, tmp_path,  # noqa: F811
+def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, tmp_path,
                                             capsys):
     from hart_tf.eval import sets
     from hart_tf.model.saving import load_model
@@ -175,7 +174,7 @@ def nested_root(tmp_path):
     return root
 
 
-def test_nested_clips_with_absent_frames(nested_root, untrained_checkpoint, tmp_path,  # noqa: F811
+def test_nested_clips_with_absent_frames(nested_root, untrained_checkpoint, tmp_path,
                                          capsys):
     record = clips_eval.evaluate_clips(untrained_checkpoint, nested_root, tmp_path / "out",
                                        with_csrt=False)
@@ -228,7 +227,7 @@ def test_nested_clips_with_absent_frames(nested_root, untrained_checkpoint, tmp_
     assert (tmp_path / "out" / "strip_cat__cat-3.png").is_file()
 
 
-def test_nested_clips_errors(nested_root, untrained_checkpoint, tmp_path):  # noqa: F811
+def test_nested_clips_errors(nested_root, untrained_checkpoint, tmp_path):
     def run(**kw):
         return clips_eval.evaluate_clips(untrained_checkpoint, nested_root, tmp_path / "out",
                                          with_csrt=False, strips=False, **kw)
@@ -254,7 +253,7 @@ def test_nested_clips_errors(nested_root, untrained_checkpoint, tmp_path):  # no
         run(sequences=["cat/cat-3"])
 
 
-def test_evaluate_cli_nested_names(nested_root, untrained_checkpoint, tmp_path):  # noqa: F811
+def test_evaluate_cli_nested_names(nested_root, untrained_checkpoint, tmp_path):
     out = tmp_path / "out"
     run = _evaluate_cli(nested_root, "airplane/airplane-1,bird/bird-2", untrained_checkpoint, out)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -276,7 +275,7 @@ def _evaluate_cli(data_dir, clips, checkpoint, out) -> subprocess.CompletedProce
 
 
 def test_long_clips_are_decoded_as_tracked_with_the_same_results(
-        shared_data, untrained_checkpoint, tmp_path, monkeypatch):  # noqa: F811
+        shared_data, untrained_checkpoint, tmp_path, monkeypatch):
     """Over HOLD_BYTES a clip's frames are decoded per tracker pass, never held whole: the
     boxes, scores and strip are those of the held clip."""
     root = shared_data / "real_clips"

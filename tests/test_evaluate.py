@@ -7,15 +7,11 @@ import json
 import keras
 import numpy as np
 import pytest
-from absl import flags as absl_flags
 
-from hart_tf.cli import common as cli
 from hart_tf.cli import evaluate as evaluate_cli
 from hart_tf.eval.sequences import evaluate_opencv, score
 from hart_tf.model.config import HARTConfig
 from hart_tf.model.hart import HART
-
-FLAGS = absl_flags.FLAGS
 
 
 def _needs_opencv():
@@ -60,22 +56,18 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
-def _run(argv, capsys):
-    FLAGS.unparse_flags()
-    try:
-        evaluate_cli.main(cli.parse_flags(["evaluate", *argv]))
-    finally:
-        FLAGS.unparse_flags()
-    return capsys.readouterr()
+def _run(run_cli, argv):
+    """`python -m hart_tf.evaluate` in process; it must succeed."""
+    return run_cli(evaluate_cli.main, argv, "evaluate", code=0)
 
 
-def test_evaluate_cli_scores_opencv_beside_hart(tiny_checkpoint, tmp_path, capsys):
+def test_evaluate_cli_scores_opencv_beside_hart(tiny_checkpoint, tmp_path, run_cli):
     _needs_opencv()
     out = tmp_path / "out"
-    captured = _run([f"--model={tiny_checkpoint}", "--eval_sequences=2", "--eval_steps=3",
-                     "--num_distractors_max=0", "--opencv_baselines=csrt,kcf",
-                     f"--out={out}"], capsys)
-    last = captured.out.strip().splitlines()[-1]
+    run = _run(run_cli, [f"--model={tiny_checkpoint}", "--eval_sequences=2", "--eval_steps=3",
+                         "--num_distractors_max=0", "--opencv_baselines=csrt,kcf",
+                         f"--out={out}"])
+    last = run.out.strip().splitlines()[-1]
     assert last.startswith("mean IoU over 3 steps: ")
     assert "; OpenCV CSRT " in last and "; OpenCV KCF " in last
     record = json.loads((out / "results.json").read_text())
@@ -85,39 +77,31 @@ def test_evaluate_cli_scores_opencv_beside_hart(tiny_checkpoint, tmp_path, capsy
     assert (out / "iou_per_step.png").exists()
 
 
-def _error(argv, capsys) -> str:
-    FLAGS.unparse_flags()
-    try:
-        with pytest.raises(SystemExit) as info:
-            evaluate_cli.main(cli.parse_flags(["evaluate", *argv]))
-    finally:
-        FLAGS.unparse_flags()
-    assert info.value.code == 2
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return captured.err.strip()
+def _error(run_cli, argv) -> str:
+    run = run_cli(evaluate_cli.main, argv, "evaluate", code=2)
+    assert len(run.err) == 1, run.err
+    return run.err[0]
 
 
-def test_evaluate_cli_rejects_an_unknown_opencv_tracker(tiny_checkpoint, capsys):
-    assert _error([f"--model={tiny_checkpoint}", "--opencv_baselines=boosting"],
-                  capsys) == (
+def test_evaluate_cli_rejects_an_unknown_opencv_tracker(tiny_checkpoint, run_cli):
+    assert _error(run_cli, [f"--model={tiny_checkpoint}", "--opencv_baselines=boosting"]) == (
         "error: --opencv_baselines: unknown tracker 'boosting'; choose from csrt,kcf,mil")
 
 
-def test_evaluate_cli_without_opencv_says_what_to_install(tiny_checkpoint, capsys,
+def test_evaluate_cli_without_opencv_says_what_to_install(tiny_checkpoint, run_cli,
                                                           monkeypatch):
-    from hart_tf.track import baselines
+    from hart_tf.eval import evaluate
 
     def missing():
         raise ImportError("No module named 'cv2'")
 
-    monkeypatch.setattr(baselines, "_import_cv2", missing)
-    assert _error([f"--model={tiny_checkpoint}", "--opencv_baselines=csrt"], capsys) == (
+    monkeypatch.setattr(evaluate, "_import_cv2", missing)
+    assert _error(run_cli, [f"--model={tiny_checkpoint}", "--opencv_baselines=csrt"]) == (
         "error: --opencv_baselines needs OpenCV: pip install -e '.[bench]'")
 
 
 def test_evaluate_warns_when_the_test_data_is_not_what_the_run_trained_on(
-        tiny_checkpoint, tmp_path, capsys):
+        tiny_checkpoint, tmp_path, run_cli):
     from hart_tf.model.saving import load_model
     from hart_tf.train.checkpoints import CheckpointManager
 
@@ -130,10 +114,12 @@ def test_evaluate_warns_when_the_test_data_is_not_what_the_run_trained_on(
         model, {"step": 1, "config": model.config.to_dict(), "data": trained}, best=True)
     common = [f"--model={tmp_path / 'run'}", "--eval_sequences=1", "--eval_steps=2",
               "--num_distractors_max=0", f"--out={tmp_path / 'out'}"]
-    err = _run(common, capsys).err
+    err = _run(run_cli, common).err
     assert (f"warning: {tmp_path / 'run' / 'best.keras'} was trained on other synthetic data: "
             "--distractor_cross_speed=6.0 (here 0.0); pass its flags to score it on its own "
-            "test set") in err.splitlines()
-    assert "warning" not in _run([*common, "--distractor_cross_speed=6"], capsys).err
+            "test set") in err
+    assert not any("warning" in line for line in _run(run_cli, [*common,
+                                                               "--distractor_cross_speed=6"]).err)
     # A bare .keras file (no record beside it) is scored without a word.
-    assert "warning" not in _run([f"--model={tiny_checkpoint}", *common[1:]], capsys).err
+    bare = _run(run_cli, [f"--model={tiny_checkpoint}", *common[1:]])
+    assert not any("warning" in line for line in bare.err)

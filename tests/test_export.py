@@ -8,16 +8,15 @@ import textwrap
 
 import numpy as np
 import pytest
-from absl import flags as absl_flags
-from fixtures_tracking import CONFIG, exported_dir, untrained_checkpoint  # noqa: F401
 
+from hart_tf.cli import export as export_cli
 from hart_tf.model.saving import load_model
 from hart_tf.track import export
 from hart_tf.track.baselines import run_tracker
 from hart_tf.track.files import load_tracker
 from hart_tf.track.tracker import Tracker
 
-H, W = CONFIG.image_size
+H, W = 48, 64  # the frames of the tracking checkpoints (conftest.py)
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no cwd on sys.path) in which importing
 # hart_tf fails, so the SavedModel must stand alone.
@@ -99,7 +98,7 @@ def inputs():
 
 
 @pytest.fixture(scope="module")
-def keras_outputs(untrained_checkpoint, inputs):  # noqa: F811
+def keras_outputs(untrained_checkpoint, inputs):
     """What the Keras model gives: the sequence call, and stepping frame by frame."""
     frames, box0 = inputs
     model = load_model(untrained_checkpoint)
@@ -114,14 +113,14 @@ def keras_outputs(untrained_checkpoint, inputs):  # noqa: F811
 
 
 def test_folder_holds_savedmodel_keras_file_and_config(
-    exported_dir, inputs, keras_outputs, processes  # noqa: F811
+    exported_dir, inputs, keras_outputs, processes, tracking_config
 ):
     # `processes` starts the subprocesses of the last two tests now, to run beside these.
     assert (exported_dir / "saved_model.pb").is_file()
     assert (exported_dir / "variables").is_dir()
     config = json.loads((exported_dir / export.CONFIG_FILE).read_text())
     assert config["image_size"] == [H, W]
-    assert export.read_export_config(exported_dir) == CONFIG.to_dict()
+    assert export.read_export_config(exported_dir) == tracking_config.to_dict()
     frames, box0 = inputs
     again = load_model(exported_dir / export.KERAS_FILE)({"frames": frames, "box0": box0})
     np.testing.assert_allclose(again["boxes"], keras_outputs["boxes"], atol=1e-6)
@@ -133,7 +132,7 @@ def _saved_model_cli() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def processes(exported_dir, inputs, tmp_path_factory):  # noqa: F811
+def processes(exported_dir, inputs, tmp_path_factory):
     """The round trip and two saved_model_cli calls, started at once so that their
     TensorFlow start-ups overlap; each test waits for its own."""
     tmp = tmp_path_factory.mktemp("export_processes")
@@ -167,18 +166,19 @@ def processes(exported_dir, inputs, tmp_path_factory):  # noqa: F811
             proc.wait()
 
 
-def test_tracker_from_the_export_matches_the_checkpoint(exported_dir, untrained_checkpoint):  # noqa: F811
+def test_tracker_from_the_export_matches_the_checkpoint(exported_dir, untrained_checkpoint,
+                                                        tracking_config):
     frames = np.random.default_rng(1).integers(0, 256, (5, 60, 90, 3)).astype(np.uint8)
     box = np.array([20, 15, 24, 18], np.float32)  # x, y, w, h in the 90x60 frames
     results = []
     for tracker in (Tracker.from_checkpoint(untrained_checkpoint), load_tracker(exported_dir)):
-        assert tracker.image_size == CONFIG.image_size
+        assert tracker.image_size == tracking_config.image_size
         results.append(run_tracker(tracker, frames, box)[0])
     assert hasattr(tracker, "_saved_model")  # the track CLI chose the SavedModel
     np.testing.assert_allclose(results[1], results[0], atol=1e-4)
 
 
-def test_existing_export_dir_is_refused(untrained_checkpoint, tmp_path):  # noqa: F811
+def test_existing_export_dir_is_refused(untrained_checkpoint, tmp_path):
     target = tmp_path / "1"
     target.mkdir()
     (target / "old.txt").write_text("x")
@@ -187,26 +187,18 @@ def test_existing_export_dir_is_refused(untrained_checkpoint, tmp_path):  # noqa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]  # no temporary folder left
 
 
-def _main_error(capsys, *args) -> str:
-    absl_flags.FLAGS.unparse_flags()
-    absl_flags.FLAGS(["export", *args])
-    try:
-        with pytest.raises(SystemExit) as info:
-            export.main(["export"])
-    finally:
-        absl_flags.FLAGS.unparse_flags()
-    assert info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
+def _main_error(run_cli, *args) -> str:
+    run = run_cli(export_cli.main, args, "export", code=2)
+    assert len(run.err) == 1, run.err
+    return run.err[0]
 
 
-def test_cli_errors(capsys, tmp_path):
-    assert _main_error(capsys, f"--out={tmp_path}/1") == (
+def test_cli_errors(run_cli, tmp_path):
+    assert _main_error(run_cli, f"--out={tmp_path}/1") == (
         "error: --model is required (a .keras file or a run folder)")
-    assert _main_error(capsys, f"--model={tmp_path}/a.keras") == (
+    assert _main_error(run_cli, f"--model={tmp_path}/a.keras") == (
         "error: --out is required: the SavedModel folder (e.g. models/hart/1 for TF Serving)")
-    assert _main_error(capsys, f"--model={tmp_path}/a.keras",
+    assert _main_error(run_cli, f"--model={tmp_path}/a.keras",
                        f"--out={tmp_path}/1") == (
         f"error: --model: {tmp_path}/a.keras does not exist")
 
@@ -242,7 +234,7 @@ def test_saved_model_cli_show_and_run(processes, keras_outputs):
                                    atol=1e-5)
 
 
-def test_wrong_inputs_fail_with_clear_messages(processes):
+def test_wrong_inputs_fail_with_clear_messages(processes, tracking_config):
     tmp, finish = processes
     finish("round_trip")
     errors = json.loads((tmp / "errors.json").read_text())
@@ -257,7 +249,7 @@ def test_wrong_inputs_fail_with_clear_messages(processes):
                      "[2 4 48 64 3]",
         "state_batch": "step: frame, state_a, state_h, state_c, state_o must have the same "
                        "batch size B; got] [2 2 1 2 2]",
-        "state_size": f"step: state_c must have shape (?, {CONFIG.rnn_units}); got] [2 5]",
+        "state_size": f"step: state_c must have shape (?, {tracking_config.rnn_units}); got] [2 5]",
     }
     for case, message in expected.items():
         assert errors[case] == f"assertion failed: [{message}", case

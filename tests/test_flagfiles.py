@@ -3,29 +3,26 @@ in one would otherwise surface only when somebody runs that experiment)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from absl import flags as absl_flags
 
-from hart_tf.cli import common as cli
 from hart_tf.cli.train import options_from_flags
 
 REPO = Path(__file__).resolve().parents[1]
 FLAGFILES = sorted(p.name for p in (REPO / "flags").glob("*.cfg"))
 
 
-def _options(name: str):
-    absl_flags.FLAGS.unparse_flags()
-    cwd = os.getcwd()
-    os.chdir(REPO)  # flagfiles name each other relative to the repo root
-    try:
-        cli.parse_flags(["train", f"--flagfile=flags/{name}"])
-        return options_from_flags()
-    finally:
-        os.chdir(cwd)
-        absl_flags.FLAGS.unparse_flags()
+@pytest.fixture
+def options(run_cli, monkeypatch):
+    """`options(name)`: the training options flags/<name> gives."""
+    monkeypatch.chdir(REPO)  # flagfiles name each other relative to the repo root
+
+    def parse(name: str):
+        return run_cli(lambda _: options_from_flags(), [f"--flagfile=flags/{name}"], "train",
+                       code=0).value
+
+    return parse
 
 
 def test_there_are_flagfiles():
@@ -34,15 +31,14 @@ def test_there_are_flagfiles():
 
 
 @pytest.mark.parametrize("name", FLAGFILES)
-def test_flagfile_parses(name, request):
+def test_flagfile_parses(name, request, options):
     if name == "real_clips.cfg":
         request.getfixturevalue("shared_data")  # it names ../shared/data/real_clips
-    options = _options(name)
-    assert options.run_dir.name  # every experiment names its run
+    assert options(name).run_dir.name  # every experiment names its run
 
 
-def test_crossing_flagfile_is_the_default_recipe_on_crossing_look_alikes():
-    default, crossing = _options("synthetic.cfg"), _options("synthetic_crossing.cfg")
+def test_crossing_flagfile_is_the_default_recipe_on_crossing_look_alikes(options):
+    default, crossing = options("synthetic.cfg"), options("synthetic_crossing.cfg")
     assert crossing.distractor_cross_speed == 6.0 and default.distractor_cross_speed == 0.0
     assert crossing.run_dir.name == "hart_crossing"
     for field in ("learning_rate", "batch_size", "curriculum", "max_minutes", "config"):

@@ -269,7 +269,6 @@ def _error(fn, *args, **kwargs) -> str:
 def test_error_missing_directory(tmp_path):
     assert f"{tmp_path}/nope: directory not found" in _error(
         kitti.load_kitti, label_dir=str(tmp_path / "nope"))
-    assert "training: directory not found" in _error(kitti.load_kitti, data_dir=str(tmp_path))
 
 
 def test_error_label_without_images(tmp_path):
@@ -285,29 +284,8 @@ def test_error_images_without_labels(tmp_path):
     assert "image_02/0003: image folder has no label file" in message
 
 
-def test_error_malformed_row(tmp_path):
-    root = _make(tmp_path, {"0000": (2, [_row(0, 1), _row(1, 1).replace(" 0 0 ", " 0 x ", 1)])})
-    message = _error(kitti.load_kitti, data_dir=root)
-    assert message.endswith("0000.txt:2: field 'occluded' is 'x', not int")
-    (tmp_path / "training/label_02/0000.txt").write_text(_row(0, 1) + " 7\n")
-    assert "0000.txt:1: 18 fields, expected 17" in _error(kitti.load_kitti, data_dir=root)
-
-
-def test_error_sizes_differ_in_sequence(tmp_path):
+def test_error_not_a_png(tmp_path):
     root = _make(tmp_path, {"0000": (2, [_row(0, 1), _row(1, 1)])})
-    Image.new("RGB", (31, 20)).save(tmp_path / "training/image_02/0000/000001.png")
-    seqs = kitti.load_kitti(data_dir=root)
-    window = kitti.make_windows(seqs, "train", 2)[0]
-    message = _error(kitti.load_sample, window, 2)
-    assert "0000/000001.png: image is 31x20 but the sequence's first frame is 30x20" in message
-
-
-def test_error_corrupt_png(tmp_path):
-    root = _make(tmp_path, {"0000": (2, [_row(0, 1), _row(1, 1)])})
-    png = tmp_path / "training/image_02/0000/000001.png"
-    png.write_bytes(png.read_bytes()[:40])  # truncated
-    window = kitti.make_windows(kitti.load_kitti(data_dir=root), "train", 2)[0]
-    assert "0000/000001.png: unreadable or corrupt image" in _error(kitti.load_sample, window, 2)
     (tmp_path / "training/image_02/0000/000000.png").write_bytes(b"not a png")
     assert "0000/000000.png: unreadable image" in _error(kitti.load_kitti, data_dir=root)
 
@@ -324,21 +302,8 @@ def test_error_empty_after_filters(tmp_path):
         kitti.kitti_samples(seqs, "train", 2)))
 
 
-def test_error_unknown_class(tmp_path):
-    root = _make(tmp_path, {"0000": (2, [_row(0, 1), _row(1, 1, "Bus")])})
-    assert "0000.txt:2: unknown class 'Bus'" in _error(kitti.load_kitti, data_dir=root)
-
-
-def test_error_box_size(tmp_path):
-    root = _make(tmp_path, {"0000": (2, [_row(0, 1), _row(1, 1, box=(5, 3, 5, 12))])})
-    assert "0000.txt:2: zero or negative box size" in _error(kitti.load_kitti, data_dir=root)
-
-
-def test_error_box_outside_image(tmp_path):
-    root = _make(tmp_path, {"0000": (2, [_row(0, 1), _row(1, 1, box=(2, 3, 30.5, 12))])})
-    message = _error(kitti.load_kitti, data_dir=root)
-    assert "0000.txt:2: box (left 2.0, top 3.0, right 30.5, bottom 12.0) is outside the 30x20 " \
-           "image" in message
+def test_error_box_outside_image_without_images(tmp_path):
+    _make(tmp_path, {"0000": (2, [_row(0, 1), _row(1, 1, box=(2, 3, 30.5, 12))])})
     label_dir = str(tmp_path / "training/label_02")
     kitti.load_kitti(label_dir=label_dir)  # without images only negative corners are outside
     (tmp_path / "training/label_02/0000.txt").write_text(_row(0, 1, box=(-1, 3, 9, 12)) + "\n")

@@ -224,8 +224,6 @@ def test_error_malformed_rows(tmp_path):
         kth.read_box_file, str(path))
     path = _box_file(tmp_path, [_clip_row(1, 1, 1, 1, 5, [(1, 2, 30, 40)])])
     assert "no clips of actions [4, 5, 6]" in _error(kth.load_kth, str(tmp_path), "train")
-    assert "KTHBoundingBoxInfoTest.txt: box file not found" in _error(
-        kth.load_kth, str(tmp_path), "test")
 
 
 def test_error_missing_frames(tmp_path):

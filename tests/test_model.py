@@ -400,7 +400,8 @@ def test_model_path_imports_without_tensorflow():
         "import hart_tf.model.hart, hart_tf.model.losses, hart_tf.layers, hart_tf.train.trainer\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_command_lines_check_flags_before_keras_loads():
@@ -411,4 +412,5 @@ def test_command_lines_check_flags_before_keras_loads():
         "loaded = {'keras', 'tensorflow'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -33,13 +33,8 @@ def test_every_option_flag_defaults_to_the_options_default():
         assert flag_default == default, name
 
 
-def test_parsed_default_flags_build_the_default_options():
-    hflags.FLAGS.unparse_flags()
-    try:
-        hflags.FLAGS(["train"])
-        options = options_from_flags()
-    finally:
-        hflags.FLAGS.unparse_flags()
+def test_parsed_default_flags_build_the_default_options(run_cli):
+    options = run_cli(lambda _: options_from_flags(), [], "train", code=0).value
     default = TrainOptions()
     for group in GROUPS:
         assert getattr(options, group) == getattr(default, group), group

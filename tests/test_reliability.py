@@ -21,9 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from absl import flags as absl_flags
 
-from hart_tf.cli import common as cli
 from hart_tf.cli import train as train_cli
 from hart_tf.model.config import HARTConfig
 from hart_tf.model.hart import HART
@@ -202,30 +200,18 @@ def _scalars(logdir: Path, tag: str) -> dict[int, float]:
     return out
 
 
-def _run_main(argv: list[str]) -> tuple[int, str]:
-    absl_flags.FLAGS.unparse_flags()
-    try:
-        cli.parse_flags(["train", *argv])
-        with pytest.raises(SystemExit) as info:
-            train_cli.main(["train"])
-    finally:
-        absl_flags.FLAGS.unparse_flags()
-    return info.value.code
-
-
 def test_nan_guard_skips_counts_logs_and_stops_with_the_last_good_checkpoint(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, run_cli):
     # Step 3: a NaN first box (a transient fault: skipped, training goes on); steps 5-7: NaN
     # target boxes, three in a row = --max_bad_steps, so training stops after step 7.
     _poison(monkeypatch, {3: "box0", 5: "boxes", 6: "boxes", 7: "boxes"})
     run, logdir = tmp_path / "ckpt" / "nan", tmp_path / "tb"
-    code = _run_main([
+    code, _, err, _ = run_cli(train_cli.main, [
         "--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
         "--steps_per_epoch=10", "--epochs=1", "--curriculum_lengths=2,3",
         "--checkpoint_every=2", f"--checkpoint_dir={tmp_path / 'ckpt'}", "--run_name=nan",
         f"--logdir={logdir}", "--eval_sequences=1", "--eval_steps=1", "--image_every=0",
-        "--max_bad_steps=3", "--run_eagerly", "--max_minutes=0"])
-    err = capsys.readouterr().err.strip().splitlines()
+        "--max_bad_steps=3", "--run_eagerly", "--max_minutes=0"], "train")
     assert code == 1
     # NaN targets make the attention and appearance losses NaN; the tracking loss stays
     # finite (its IoU clips with maximum/minimum, which drop a NaN operand on TensorFlow).
@@ -333,7 +319,6 @@ DRIVER = """
 import random, sys, time
 random.seed(0)
 from hart_tf.train import checkpoints
-from hart_tf.cli import common as cli
 from hart_tf.cli import train
 pause = sys.argv.pop(1)
 if pause != "none":

@@ -293,7 +293,8 @@ def test_no_tensorflow_import():
         "import sys, hart_tf.data.synthetic, hart_tf.data.pipeline;"
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("argv,n_distractors,jitter,occlusion", [
@@ -302,19 +303,12 @@ def test_no_tensorflow_import():
      (0, 0), 0.4, 0.0),
     (["--num_distractors_max=1"], (1, 1), 0.15, 0.5),
 ])
-def test_data_flags_shape_training_and_test_sequences(argv, n_distractors, jitter, occlusion):
-    from absl import flags as absl_flags
-
-    from hart_tf.cli import common as cli
+def test_data_flags_shape_training_and_test_sequences(run_cli, argv, n_distractors, jitter,
+                                                      occlusion):
     from hart_tf.cli.train import options_from_flags
     from hart_tf.eval import sets
 
-    absl_flags.FLAGS.unparse_flags()
-    try:
-        cli.parse_flags(["train", *argv])
-        options = options_from_flags()
-    finally:
-        absl_flags.FLAGS.unparse_flags()
+    options = run_cli(lambda _: options_from_flags(), argv, "train", code=0).value
     cfg = sets.synthetic_config(options)
     assert (cfg.n_distractors, cfg.distractor_jitter, cfg.occlusion_prob) == (
         n_distractors, jitter, occlusion)
@@ -329,19 +323,12 @@ def test_data_flags_shape_training_and_test_sequences(argv, n_distractors, jitte
         assert extras["distractor_boxes"].shape[1] == 0
 
 
-def test_cross_speed_flag_reaches_the_data():
-    from absl import flags as absl_flags
-
-    from hart_tf.cli import common as cli
+def test_cross_speed_flag_reaches_the_data(run_cli):
     from hart_tf.cli.train import options_from_flags
     from hart_tf.eval import sets
 
-    absl_flags.FLAGS.unparse_flags()
-    try:
-        cli.parse_flags(["train", "--distractor_cross_speed=6"])
-        options = options_from_flags()
-    finally:
-        absl_flags.FLAGS.unparse_flags()
+    options = run_cli(lambda _: options_from_flags(), ["--distractor_cross_speed=6"],
+                      code=0).value
     cfg = sets.synthetic_config(options)
     assert cfg == CROSS
     test = sets.eval_set(options, "test", n=2, length=3)

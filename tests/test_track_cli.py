@@ -8,8 +8,6 @@ import types
 
 import numpy as np
 import pytest
-from absl import flags as absl_flags
-from fixtures_tracking import untrained_checkpoint  # noqa: F401
 from PIL import Image
 
 from hart_tf.cli import track as track_cli
@@ -42,7 +40,7 @@ def _lines(path) -> list[str]:
     return path.read_text().splitlines()
 
 
-def test_cli_writes_one_line_per_frame_and_a_gif(untrained_checkpoint, frames, frames_dir,  # noqa: F811
+def test_cli_writes_one_line_per_frame_and_a_gif(untrained_checkpoint, frames, frames_dir,
                                                   tmp_path):
     out, gif = tmp_path / "res" / "boxes.txt", tmp_path / "res" / "tracked.gif"
     proc = subprocess.run(
@@ -68,82 +66,77 @@ def test_cli_writes_one_line_per_frame_and_a_gif(untrained_checkpoint, frames, f
     assert sorted(p.name for p in out.parent.iterdir()) == ["boxes.txt", "tracked.gif"]
 
 
-def _error(capsys, **flags) -> str:
+def _error(run_cli, **flags) -> str:
     """Runs main in this process; returns the one line it printed on stderr (exit code 2)."""
-    absl_flags.FLAGS.unparse_flags()
-    absl_flags.FLAGS(["track", *(f"--{k}={v}" for k, v in flags.items())])
-    try:
-        with pytest.raises(SystemExit) as info:
-            track_cli.main(["track"])
-    finally:
-        absl_flags.FLAGS.unparse_flags()
-    assert info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
+    run = run_cli(track_cli.main, [f"--{k}={v}" for k, v in flags.items()], "track", code=2)
+    assert len(run.err) == 1, run.err
+    return run.err[0]
 
 
-def test_missing_flags(capsys, tmp_path, untrained_checkpoint):  # noqa: F811
-    assert _error(capsys, init=INIT, out="o.txt") == "error: --model is required"
-    assert _error(capsys, model="m", out="o.txt") == "error: --init is required"
-    assert _error(capsys, model="m", init=INIT) == "error: --out is required"
+def test_missing_flags(run_cli, tmp_path, untrained_checkpoint):
+    assert _error(run_cli, init=INIT, out="o.txt") == "error: --model is required"
+    assert _error(run_cli, model="m", out="o.txt") == "error: --init is required"
+    assert _error(run_cli, model="m", init=INIT) == "error: --out is required"
     common = dict(model=untrained_checkpoint, init=INIT, out=tmp_path / "o.txt")
-    assert _error(capsys, **common) == (
+    assert _error(run_cli, **common) == (
         "error: give exactly one of --frames (a folder of images) and --video")
-    assert _error(capsys, **common, frames=tmp_path, video=tmp_path / "v.mp4") == (
+    assert _error(run_cli, **common, frames=tmp_path, video=tmp_path / "v.mp4") == (
         "error: give exactly one of --frames (a folder of images) and --video")
 
 
-def test_frame_folder_errors(capsys, tmp_path, frames_dir, untrained_checkpoint):  # noqa: F811
+def test_frame_folder_errors(run_cli, tmp_path, frames_dir, untrained_checkpoint):
     out = tmp_path / "o.txt"
     common = dict(model=untrained_checkpoint, init=INIT, out=out)
     missing = tmp_path / "nowhere"
-    assert _error(capsys, **common, frames=missing) == (
+    assert _error(run_cli, **common, frames=missing) == (
         f"error: --frames: {missing}: no such frames folder")
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    assert _error(capsys, **common, frames=empty) == (
+    assert _error(run_cli, **common, frames=empty) == (
         f"error: --frames: {empty}: no .jpg/.jpeg/.png frames found")
     bad = frames_dir / "frame1.png"
     good = bad.read_bytes()
     bad.write_bytes(b"not a png")
     assert re.fullmatch(rf"error: --frames: {bad}: unreadable or corrupt image \(.+\)",
-                        _error(capsys, **common, frames=frames_dir))
+                        _error(run_cli, **common, frames=frames_dir))
     bad.write_bytes(good)
     # A frame that breaks mid-clip: the model has run, yet no output may be left behind.
     late = frames_dir / "frame7.png"
     late.write_bytes(good[: len(good) // 2])
     gif = tmp_path / "o.gif"
     assert re.fullmatch(rf"error: --frames: {late}: unreadable or corrupt image \(.+\)",
-                        _error(capsys, **common, frames=frames_dir, gif=gif))
+                        _error(run_cli, **common, frames=frames_dir, gif=gif))
     assert not out.exists() and not gif.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "empty"]  # nothing written
-    assert _error(capsys, model=tmp_path / "none.keras", init=INIT, out=out,
+    assert _error(run_cli, model=tmp_path / "none.keras", init=INIT, out=out,
                   frames=frames_dir) == f"error: --model: {tmp_path / 'none.keras'} does not exist"
     broken = tmp_path / "broken.keras"
     broken.write_text("not a zip file")
     assert re.fullmatch(rf"error: --model: {broken}: cannot load it as a HART model \(.+\)",
-                        _error(capsys, model=broken, init=INIT, out=out, frames=frames_dir))
-    assert _error(capsys, model=tmp_path / "empty", init=INIT, out=out, frames=frames_dir) == (
+                        _error(run_cli, model=broken, init=INIT, out=out, frames=frames_dir))
+    assert _error(run_cli, model=tmp_path / "empty", init=INIT, out=out, frames=frames_dir) == (
         f"error: --model: no checkpoint found in {tmp_path / 'empty'}")
 
 
 @pytest.mark.parametrize("init", ["1,2,3", "a,b,c,d", "1,2,0,4", "1,2,3,nan", "1;2;3;4"])
-def test_malformed_init(capsys, tmp_path, frames_dir, init):
-    assert _error(capsys, model="m", init=init, out=tmp_path / "o.txt", frames=frames_dir) == (
+def test_malformed_init(run_cli, tmp_path, frames_dir, init):
+    assert _error(run_cli, model="m", init=init, out=tmp_path / "o.txt", frames=frames_dir) == (
         f"error: --init must be four numbers x,y,w,h with w, h > 0, got {init!r}")
 
 
 @pytest.mark.parametrize("init", ["100,10,20,20", "-15,10,20,20", "80,55,20,20"])
-def test_init_outside_the_frame(capsys, tmp_path, frames_dir, init):
-    assert _error(capsys, model="m", init=init, out=tmp_path / "o.txt", frames=frames_dir) == (
+def test_init_outside_the_frame(run_cli, tmp_path, frames_dir, init):
+    assert _error(run_cli, model="m", init=init, out=tmp_path / "o.txt", frames=frames_dir) == (
         f"error: --init box {init} lies outside the first frame ({FRAME_W}x{FRAME_H} pixels): "
         f"at least half of it must be inside")
 
 
 def test_init_half_inside_is_accepted():
-    track.check_init_in_frame(np.array([-10, 0, 20, 20]), (FRAME_H, FRAME_W, 3))  # half inside
+    shape = (FRAME_H, FRAME_W, 3)
+    assert track.check_init_in_frame(np.array([-10, 0, 20, 20]), shape) is None  # half inside
+    with pytest.raises(ValueError, match="at least half of it must be inside"):
+        track.check_init_in_frame(np.array([-10.5, 0, 20, 20]), shape)  # half inside
 
 
 def _fake_imageio(monkeypatch, imiter) -> None:
@@ -156,12 +149,12 @@ def _fake_imageio(monkeypatch, imiter) -> None:
     monkeypatch.setitem(sys.modules, "imageio.v3", v3)
 
 
-def test_video_errors(capsys, monkeypatch, tmp_path):
+def test_video_errors(run_cli, monkeypatch, tmp_path):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\x00" * 100)
     common = dict(model="m", init=INIT, out=tmp_path / "o.txt")
     monkeypatch.setitem(sys.modules, "imageio", None)  # the extra is not installed
-    assert _error(capsys, **common, video=video) == (
+    assert _error(run_cli, **common, video=video) == (
         "error: --video needs the video extra: pip install -e '.[video]'")
 
     def broken(path):
@@ -169,16 +162,16 @@ def test_video_errors(capsys, monkeypatch, tmp_path):
         yield  # a generator, as imageio's imiter
 
     _fake_imageio(monkeypatch, broken)
-    assert _error(capsys, **common, video=video) == (
+    assert _error(run_cli, **common, video=video) == (
         f"error: --video: {video}: unreadable video (Could not find a backend to open "
         f"`{video}` with iomode `r`.)")
     missing = tmp_path / "none.mp4"
-    assert _error(capsys, **common, video=missing) == f"error: --video: {missing}: no such file"
+    assert _error(run_cli, **common, video=missing) == f"error: --video: {missing}: no such file"
     _fake_imageio(monkeypatch, lambda path: iter(()))
-    assert _error(capsys, **common, video=video) == f"error: --video: {video}: no frames"
+    assert _error(run_cli, **common, video=video) == f"error: --video: {video}: no frames"
 
 
-def test_video_is_tracked(capsys, monkeypatch, tmp_path, frames, untrained_checkpoint):  # noqa: F811
+def test_video_is_tracked(monkeypatch, tmp_path, frames, untrained_checkpoint):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\x00")
     grey = frames[..., 0]  # (T, H, W): grey videos come without a channel axis
@@ -194,13 +187,13 @@ def test_video_is_tracked(capsys, monkeypatch, tmp_path, frames, untrained_check
 
 @pytest.mark.skipif(importlib.util.find_spec("imageio") is None,
                     reason="the video extra (imageio) is not installed")
-def test_real_imageio_video(capsys, tmp_path, frames, untrained_checkpoint):  # noqa: F811
+def test_real_imageio_video(run_cli, tmp_path, frames, untrained_checkpoint):
     import imageio.v3 as iio
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 100)
     common = dict(model=untrained_checkpoint, init=INIT, out=tmp_path / "o.txt")
-    assert _error(capsys, **common, video=broken).startswith(
+    assert _error(run_cli, **common, video=broken).startswith(
         f"error: --video: {broken}: unreadable video (")
     video = tmp_path / "clip.gif"  # GIF: imageio reads it with Pillow, no ffmpeg needed
     iio.imwrite(video, frames, extension=".gif")

@@ -7,12 +7,6 @@ import textwrap
 
 import numpy as np
 import pytest
-from fixtures_tracking import (  # noqa: F401
-    CONFIG,
-    easy_clips,
-    trained_checkpoint,
-    untrained_checkpoint,
-)
 from PIL import Image
 
 from hart_tf.data import synthetic
@@ -24,8 +18,6 @@ from hart_tf.track.tracker import Tracker
 # Frames are shown to the tracker at another size, scaled unevenly, so that a swapped axis
 # or a box left in the model's pixels would show.
 SHOWN = (96, 160)
-SCALE_XYWH = np.array([SHOWN[1] / CONFIG.image_size[1], SHOWN[0] / CONFIG.image_size[0]] * 2,
-                      np.float32)
 
 
 def _enlarge(frames: np.ndarray) -> np.ndarray:
@@ -38,16 +30,19 @@ def _xywh(yxhw: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def clips():
+def clips(easy_clips):
     """Eight easy test clips of 20 frames at the model's size (unseen in training)."""
-    return synthetic.fixed_set("test", 8, 20, easy_clips())
+    return synthetic.fixed_set("test", 8, 20, easy_clips)
 
 
-def test_follows_a_moving_object_better_than_a_static_box(trained_checkpoint, clips):  # noqa: F811
+def test_follows_a_moving_object_better_than_a_static_box(trained_checkpoint, clips,
+                                                          tracking_config):
     tracker = Tracker.from_checkpoint(trained_checkpoint)
+    h, w = tracking_config.image_size
+    scale_xywh = np.array([SHOWN[1] / w, SHOWN[0] / h] * 2, np.float32)
     ious, static_ious = [], []
     for frames, gt in zip(clips["frames"], clips["boxes"], strict=True):
-        gt_xywh = _xywh(gt) * SCALE_XYWH  # (T, 4) in the shown frames' pixels
+        gt_xywh = _xywh(gt) * scale_xywh  # (T, 4) in the shown frames' pixels
         frames = _enlarge(frames)
         for tr, out in ((tracker, ious), (StaticTracker(), static_ious)):
             boxes, _ = run_tracker(tr, frames, gt_xywh[0])
@@ -60,12 +55,13 @@ def test_follows_a_moving_object_better_than_a_static_box(trained_checkpoint, cl
 
 
 @pytest.fixture(scope="module")
-def tracker(untrained_checkpoint):  # noqa: F811
+def tracker(untrained_checkpoint):
     """One random-weights tracker for the plumbing tests (tracing it costs seconds)."""
     return Tracker.from_checkpoint(untrained_checkpoint)
 
 
-def test_stepping_equals_the_sequence_call(untrained_checkpoint, tracker, clips):  # noqa: F811
+def test_stepping_equals_the_sequence_call(untrained_checkpoint, tracker, clips,
+                                           tracking_config):
     """init runs init_state (which steps on frame 0); update steps the rest."""
     model = load_model(untrained_checkpoint)
     frames, box0 = clips["frames"][:2, :6], clips["boxes"][:2, 0]
@@ -75,7 +71,7 @@ def test_stepping_equals_the_sequence_call(untrained_checkpoint, tracker, clips)
         got = [tracker.update(f) for f in frames[i, 1:]]
         np.testing.assert_allclose(np.stack(got), _xywh(want[i, 1:]), atol=1e-4)
         assert set(tracker.last) == {"box", "att_box", "presence", "location_map"}
-        assert tracker.last["location_map"].shape == CONFIG.feature_shape
+        assert tracker.last["location_map"].shape == tracking_config.feature_shape
         assert 0.0 <= tracker.last["presence"] <= 1.0
 
 
@@ -158,10 +154,10 @@ def test_update_reads_back_only_the_box(tracker, clips, monkeypatch):
         "box": 2, "att_box": 0, "presence": 0, "location_map": 1}
 
 
-def test_bad_input_is_reported(tracker, tmp_path):
+def test_bad_input_is_reported(tracker, tmp_path, tracking_config):
     frame = np.zeros((30, 40, 3), np.uint8)
     with pytest.raises(RuntimeError, match=r"^Tracker.update: call init\(frame, box\) first$"):
-        Tracker(tracker._init_fn, tracker._step_fn, CONFIG.image_size).update(frame)
+        Tracker(tracker._init_fn, tracker._step_fn, tracking_config.image_size).update(frame)
     with pytest.raises(ValueError, match=r"^Tracker.init: box must be \(x, y, w, h\) or \(N, 4\), "
                                          r"got shape \(3,\)$"):
         tracker.init(frame, [1, 2, 3])
@@ -190,7 +186,7 @@ JAX_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_jax_backend_tracker_matches_tensorflow(untrained_checkpoint, clips, tmp_path):  # noqa: F811
+def test_jax_backend_tracker_matches_tensorflow(untrained_checkpoint, clips, tmp_path):
     frames, box = clips["frames"][0, :5], _xywh(clips["boxes"][0, 0])
     np.savez(tmp_path / "in.npz", frames=frames, box=box)
     env = {**os.environ, "KERAS_BACKEND": "jax"}

@@ -11,23 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from absl import flags as absl_flags
 
-from hart_tf.cli import common as cli
 from hart_tf.cli import train as train_cli
 from hart_tf.eval.sequences import evaluate_model, score
 from hart_tf.train.curriculum import Curriculum
 from hart_tf.train.options import OptimizerOptions, TrainOptions
-
-FLAGS = absl_flags.FLAGS
-
-
-def _main(argv: list[str]) -> None:
-    FLAGS.unparse_flags()
-    try:
-        train_cli.main(cli.parse_flags(["train", *argv]))
-    finally:
-        FLAGS.unparse_flags()
 
 
 def _events(logdir: Path):
@@ -49,16 +37,15 @@ def _scalars(logdir: Path) -> dict[str, dict[int, float]]:
     return out
 
 
-def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
+def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, run_cli):
     run, logdir = tmp_path / "ckpt" / "tiny", tmp_path / "tb"
     args = ["--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
             "--steps_per_epoch=2", "--curriculum_lengths=2,3", "--curriculum_threshold=0",
             "--checkpoint_every=1", f"--checkpoint_dir={tmp_path / 'ckpt'}", "--run_name=tiny",
             f"--logdir={logdir}", "--eval_sequences=2", "--eval_steps=2", "--image_every=2",
             "--run_eagerly", "--max_minutes=0"]
-    _main([*args, "--epochs=1"])
-    out = capsys.readouterr().out
-    assert "Resumed" not in out
+    first = run_cli(train_cli.main, [*args, "--epochs=1"], "train", code=0)
+    assert "Resumed" not in first.out
     assert sorted(p.name for p in run.iterdir()) == [
         "best.json", "best.keras", "ckpt-1.json", "ckpt-1.keras", "ckpt-2.json", "ckpt-2.keras",
         "summary.json"]
@@ -72,12 +59,13 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
     assert len(list(logdir.glob("events.out.tfevents.*"))) == 1
 
     # Resumed on other data flags: it goes on, and says so in one line.
-    _main([*args, "--epochs=2", "--distractor_cross_speed=2"])
-    out, err = capsys.readouterr()
+    resumed = run_cli(train_cli.main, [*args, "--epochs=2", "--distractor_cross_speed=2"],
+                      "train", code=0)
+    out = resumed.out
     assert f"Resumed {run} at step 2 (epoch 1, T=3) from ckpt-2.keras" in out
     assert ("warning: ckpt-2.keras was trained on other synthetic data: "
             "--distractor_cross_speed=0.0 (here 2.0); training goes on with this run's "
-            "flags") in err.splitlines()
+            "flags") in resumed.err
     report = json.loads(out[out.index("{"):out.rindex("}") + 1])
     assert report["checkpoint"] == str(run / "best.keras")
     assert report["test"]["steps"] == 2 and report["test"]["sequences"] == 2
@@ -102,9 +90,10 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
     # --noresume starts afresh: the earlier run's checkpoints (ckpt-2..4 and best) go, so
     # neither a later resume nor this run's evaluation (it never reaches T=3, so writes no
     # best of its own during training) can pick them up.
-    _main([*args, "--epochs=1", "--steps_per_epoch=1", "--curriculum_threshold=2",
-           "--noresume"])
-    out = capsys.readouterr().out
+    afresh = run_cli(train_cli.main, [*args, "--epochs=1", "--steps_per_epoch=1",
+                                      "--curriculum_threshold=2", "--noresume"], "train",
+                     code=0)
+    out = afresh.out
     assert f"--noresume: removed 4 checkpoint(s) of an earlier run from {run}" in out
     assert "Resumed" not in out
     assert sorted(p.name for p in run.iterdir()) == [
@@ -276,12 +265,11 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, capsys):
         training._Trainer(other)
 
 
-def test_init_from_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        _main([f"--init_from={tmp_path / 'nothing'}", f"--checkpoint_dir={tmp_path}",
-               f"--logdir={tmp_path / 'tb'}", "--epochs=1", "--steps_per_epoch=1"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"error: --init_from: {tmp_path / 'nothing'} does not exist"
+def test_init_from_a_missing_checkpoint_is_a_one_line_error(tmp_path, run_cli):
+    run = run_cli(train_cli.main, [f"--init_from={tmp_path / 'nothing'}",
+                                   f"--checkpoint_dir={tmp_path}", f"--logdir={tmp_path / 'tb'}",
+                                   "--epochs=1", "--steps_per_epoch=1"], "train", code=2)
+    assert run.err[-1] == f"error: --init_from: {tmp_path / 'nothing'} does not exist"
     assert not (tmp_path / "hart").exists()  # nothing written
 
 
