@@ -92,6 +92,8 @@ def test_bad_train_specs_are_one_line_errors(tmp_path):
         assert "Traceback" not in proc.stderr
 
 
+# About 20 s of CPU on 2 cores (every benchmark once, in a subprocess).
+@pytest.mark.slow
 def test_quick_run_writes_every_record_and_a_markdown_row(tmp_path):
     md = tmp_path / "BENCH.md"
     md.write_text("# Benchmarks\n\nhand-written intro\n")

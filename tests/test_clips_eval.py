@@ -2,9 +2,6 @@
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -89,7 +86,7 @@ def test_bad_inputs(shared_data, untrained_checkpoint, tmp_path):
                                   max_frames=1)
 
 
-def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path):
+def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path, run_cli):
     # 4-frame copies of two real clips (in tmp only), so that the CLI tracks whole clips
     # fast; --clips scores one of them.
     for clip in ("Jogging1", "David"):
@@ -102,12 +99,11 @@ def test_evaluate_cli(shared_data, untrained_checkpoint, tmp_path):
         lines = (src / "groundtruth.txt").read_text().splitlines()[:4]
         (seq / "groundtruth.txt").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    run = _evaluate_cli(tmp_path / "data", "Jogging1", untrained_checkpoint, out)
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = _evaluate_cli(run_cli, tmp_path / "data", "Jogging1", untrained_checkpoint, out)
     record = json.loads((out / clips_eval.RESULTS_JSON).read_text())
     assert list(record["sequences"]) == ["Jogging1"]
     assert record["sequences"]["Jogging1"]["frames"] == 4
-    assert "| Jogging1 | 4 |" in run.stdout
+    assert "| Jogging1 | 4 |" in run.out
 
 
 def test_clips_a_run_trained_on_are_flagged(shared_data, untrained_checkpoint, tmp_path,
@@ -253,25 +249,25 @@ def test_nested_clips_errors(nested_root, untrained_checkpoint, tmp_path):
         run(sequences=["cat/cat-3"])
 
 
-def test_evaluate_cli_nested_names(nested_root, untrained_checkpoint, tmp_path):
+def test_evaluate_cli_nested_names(nested_root, untrained_checkpoint, tmp_path, run_cli):
     out = tmp_path / "out"
-    run = _evaluate_cli(nested_root, "airplane/airplane-1,bird/bird-2", untrained_checkpoint, out)
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = _evaluate_cli(run_cli, nested_root, "airplane/airplane-1,bird/bird-2",
+                        untrained_checkpoint, out)
     assert ("warning: skipped 1 sequence(s) with fewer than 2 frames where the target is "
-            "visible: bird/bird-2") in run.stderr.splitlines()
-    assert "| airplane/airplane-1 | 8 | 4 | 3 |" in run.stdout
+            "visible: bird/bird-2") in run.err
+    assert "| airplane/airplane-1 | 8 | 4 | 3 |" in run.out
     assert list(json.loads((out / clips_eval.RESULTS_JSON).read_text())["sequences"]) == [
         "airplane/airplane-1"]
     assert (out / "strip_airplane__airplane-1.png").is_file()
 
 
-def _evaluate_cli(data_dir, clips, checkpoint, out) -> subprocess.CompletedProcess:
-    """`python -m hart_tf.evaluate --dataset=clips` in a subprocess, as a user runs it."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        [sys.executable, "-m", "hart_tf.evaluate", "--dataset=clips", f"--data_dir={data_dir}",
-         f"--clips={clips}", f"--model={checkpoint}", f"--out={out}"],
-        capture_output=True, text=True, env=env, timeout=300)
+def _evaluate_cli(run_cli, data_dir, clips, checkpoint, out):
+    """`python -m hart_tf.evaluate --dataset=clips`'s main, in this process; it must succeed."""
+    from hart_tf.cli import evaluate as evaluate_cli
+
+    return run_cli(evaluate_cli.main, ["--dataset=clips", f"--data_dir={data_dir}",
+                                       f"--clips={clips}", f"--model={checkpoint}",
+                                       f"--out={out}"], "evaluate", code=0)
 
 
 def test_long_clips_are_decoded_as_tracked_with_the_same_results(

@@ -257,6 +257,8 @@ def _compare(result: dict) -> tuple[np.ndarray, float]:
 # ---- tests: multi-device, in subprocesses ---------------------------------------------
 
 
+# About 50 s of CPU on 2 cores (two JAX trainings on 4 virtual devices).
+@pytest.mark.slow
 def test_jax_data_parallel_trains_as_one_device_noise_included():
     pytest.importorskip("jax")
     result = _run("jax", "curves", "noise")

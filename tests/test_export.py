@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 
 import numpy as np
 import pytest
@@ -115,7 +116,7 @@ def keras_outputs(untrained_checkpoint, inputs):
 def test_folder_holds_savedmodel_keras_file_and_config(
     exported_dir, inputs, keras_outputs, processes, tracking_config
 ):
-    # `processes` starts the subprocesses of the last two tests now, to run beside these.
+    processes.start("round_trip")  # runs beside this test; two later tests wait for it
     assert (exported_dir / "saved_model.pb").is_file()
     assert (exported_dir / "variables").is_dir()
     config = json.loads((exported_dir / export.CONFIG_FILE).read_text())
@@ -133,8 +134,9 @@ def _saved_model_cli() -> list[str]:
 
 @pytest.fixture(scope="module")
 def processes(exported_dir, inputs, tmp_path_factory):
-    """The round trip and two saved_model_cli calls, started at once so that their
-    TensorFlow start-ups overlap; each test waits for its own."""
+    """The round trip and two saved_model_cli calls in subprocesses: `start(*names)` starts
+    them (at once, so that their TensorFlow start-ups overlap), `finish(name)` starts it if
+    need be, waits and returns its stdout; `tmp` is their working folder."""
     tmp = tmp_path_factory.mktemp("export_processes")
     frames, box0 = inputs
     np.savez(tmp / "in.npz", frames=frames, box0=box0)
@@ -150,16 +152,21 @@ def processes(exported_dir, inputs, tmp_path_factory):
                 str(tmp / "cli_out")],
     }
     procs = {}
-    for name, command in commands.items():
-        with open(tmp / f"{name}.out", "w") as out, open(tmp / f"{name}.err", "w") as err:
-            procs[name] = subprocess.Popen(command, cwd=tmp, stdout=out, stderr=err)
+
+    def start(*names: str) -> None:
+        for name in names:
+            if name not in procs:
+                with open(tmp / f"{name}.out", "w") as out, open(tmp / f"{name}.err", "w") as err:
+                    procs[name] = subprocess.Popen(commands[name], cwd=tmp, stdout=out,
+                                                   stderr=err)
 
     def finish(name: str) -> str:
+        start(name)
         code = procs[name].wait(timeout=300)
         assert code == 0, (tmp / f"{name}.err").read_text()[-3000:]
         return (tmp / f"{name}.out").read_text()
 
-    yield tmp, finish
+    yield types.SimpleNamespace(tmp=tmp, start=start, finish=finish)
     for proc in procs.values():
         if proc.poll() is None:
             proc.kill()
@@ -204,7 +211,7 @@ def test_cli_errors(run_cli, tmp_path):
 
 
 def test_round_trip_in_a_process_without_hart_tf(processes, keras_outputs):
-    tmp, finish = processes
+    tmp, finish = processes.tmp, processes.finish
     assert finish("round_trip").strip().splitlines()[-1] == "False"  # hart_tf never loaded
     got = np.load(tmp / "out.npz")
     for name in ("serving_default", "track", "track_uint8"):
@@ -219,8 +226,12 @@ def test_round_trip_in_a_process_without_hart_tf(processes, keras_outputs):
     np.testing.assert_allclose(got["step/box"], keras_outputs["boxes"][:, 1:], atol=1e-4)
 
 
+# About 13 s of CPU on 2 cores (two TensorFlow start-ups); the round trip above loads the
+# same SavedModel in a process of its own.
+@pytest.mark.slow
 def test_saved_model_cli_show_and_run(processes, keras_outputs):
-    tmp, finish = processes
+    tmp, finish = processes.tmp, processes.finish
+    processes.start("show", "run")
     show = finish("show")
     for name in export.SIGNATURES:
         assert f"signature_def['{name}']" in show
@@ -235,7 +246,7 @@ def test_saved_model_cli_show_and_run(processes, keras_outputs):
 
 
 def test_wrong_inputs_fail_with_clear_messages(processes, tracking_config):
-    tmp, finish = processes
+    tmp, finish = processes.tmp, processes.finish
     finish("round_trip")
     errors = json.loads((tmp / "errors.json").read_text())
     frames = "track: frames (B, T, H, W, C) must have shape (?, ?, 48, 64, 3); got"

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from hart_tf.model.config import HARTConfig
 from hart_tf.train import sources as datasets
@@ -9,6 +10,9 @@ from hart_tf.train.options import TrainOptions
 from hart_tf.train.trainer import build_model
 
 
+# About 17 s of CPU on 2 cores (the full-size KITTI model); tests/test_kitti.py reads the
+# same frames fast.
+@pytest.mark.slow
 def test_kitti_config_trains_on_real_frames(six_frames):
     options = TrainOptions.from_flat(
         config=HARTConfig.from_preset("kitti"),

@@ -94,6 +94,8 @@ def test_a_sweep_trains_every_trial_and_reports_failures(tmp_path, capsys):
     assert f"| broken | `--learning_rate=-1` | failed: {message} |" in table
 
 
+# About 14 s of CPU on 2 cores (two sweeps of tiny trainings in subprocesses).
+@pytest.mark.slow
 def test_resume_continues_every_trial_where_the_last_call_stopped(tmp_path):
     trials = tmp_path / "trials.txt"
     trials.write_text("a --learning_rate=1e-4\n")

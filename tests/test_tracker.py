@@ -35,6 +35,9 @@ def clips(easy_clips):
     return synthetic.fixed_set("test", 8, 20, easy_clips)
 
 
+# About 40 s of CPU on 2 cores, most of it training `trained_checkpoint`; the other tests
+# here check the same Tracker on random weights.
+@pytest.mark.slow
 def test_follows_a_moving_object_better_than_a_static_box(trained_checkpoint, clips,
                                                           tracking_config):
     tracker = Tracker.from_checkpoint(trained_checkpoint)
