@@ -66,7 +66,7 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
     assert (state["step"], state["epoch"], state["epoch_step"]) == (2, 1, 0)
     assert state["curriculum"]["index"] == 1  # threshold 0: grows after one epoch
     assert state["data"] == {  # what it trained on, by flag name
-        "dataset": "synthetic", "texture_source": "procedural", "num_distractors_max": 3,
+        "dataset": "synthetic", "num_distractors_max": 3,
         "distractor_jitter": 0.15, "distractor_front_prob": 0.5, "distractor_cross_speed": 0.0,
         "occlusion_prob": 0.5}
     assert len(list(logdir.glob("events.out.tfevents.*"))) == 1

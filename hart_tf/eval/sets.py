@@ -76,7 +76,7 @@ def kth_clips(options, split: str):
     if not options.data.data_dir:
         raise ValueError("--dataset=kth needs --data_dir (the folder of prepared KTH frames "
                          "and KTHBoundingBoxInfo*.txt)")
-    return kth.loadkth_clips(options.data.data_dir, split)
+    return kth.load_kth(options.data.data_dir, split)
 
 
 def eval_set(options, split: str, n: int, length: int | None = None,
