@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from hart_tf.data import synthetic
-from hart_tf.data.synthetic import motion, render
-from hart_tf.data.synthetic import SyntheticConfig, make_sequence, sequence_rng
+from hart_tf.data.synthetic import SyntheticConfig, make_sequence, motion, render, sequence_rng
 
 CFG = SyntheticConfig()
 
