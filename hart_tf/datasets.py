@@ -78,6 +78,8 @@ def data_mismatch(trained: dict | None, options) -> str | None:
 
 # First word of the real windows' seed: their stream is apart from the synthetic ones.
 _CLIP_STREAM = 4
+# First word of the curriculum's score batches' seed (`TrainSource.score_batches`).
+_SCORE_STREAM = 5
 
 
 def _clip_count(options) -> int:
@@ -187,6 +189,50 @@ class TrainSource:
         for batch in it:
             yield to_xy(batch)
 
+    def epoch_steps(self, length: int) -> int:
+        """Batches in one pass over the augmented training windows of `length` frames (the
+        original's epoch: its store's `n_batches_per_epoch`, 4x the windows on KITTI)."""
+        o = self.options
+        if self._kitti is not None:
+            from hart_tf.data import kitti
+
+            n = len(kitti.make_windows(self._kitti, "train", length, augment=True))
+        elif self._kth is not None:
+            from hart_tf.data import kth
+
+            n = len(kth.kth_windows(self._kth, length, augment=True))
+        else:
+            raise ValueError("--epoch_from_windows needs a dataset of windows (kitti, kth), "
+                             f"got --dataset={o.dataset}")
+        if n < o.batch_size:
+            raise ValueError(f"--epoch_from_windows: {n} training windows of {length} frames, "
+                             f"fewer than --batch_size={o.batch_size}")
+        return n // o.batch_size
+
+    def score_batches(self, length: int, step: int) -> Iterator[tuple[dict, dict]]:
+        """Training batches of `length` frames for the curriculum's test-mode score at
+        `step`, from their own stream (the original drew them from its training queue,
+        skipping them for training); the training stream does not depend on the checks."""
+        o = self.options
+        # Their own stream, apart from the training batches and from every other check's.
+        seed = int(np.random.SeedSequence([_SCORE_STREAM, o.seed, step]).generate_state(1)[0])
+        if self._kitti is not None:
+            from hart_tf.data import kitti
+
+            it = kitti.kitti_batches(self._kitti, "train", length, o.batch_size, seed=seed,
+                                     num_epochs=None)
+        elif self._kth is not None:
+            from hart_tf.data import kth
+
+            it = kth.kth_batches(self._kth, o.data_dir, length, o.batch_size, augment=True,
+                                 seed=seed, num_epochs=None)
+        else:  # synthetic (without the real clips of --train_clips)
+            cfg = synthetic_config(o)
+            it = (synthetic.train_batch(i, o.batch_size, length, seed, cfg)
+                  for i in itertools.count())
+        for batch in it:
+            yield to_xy(batch)
+
     def batches(self, length: int, start: int | None = None) -> Iterator[tuple[dict, dict]]:
         if start is not None:
             self.index = start
@@ -241,3 +287,22 @@ def evaluate_iou(model, data: dict[str, np.ndarray], length: int, batch_size: in
     from hart_tf import metrics
 
     return float(np.asarray(metrics.mean_iou(pred, cut["boxes"], cut["presence"])))
+
+
+def promotion_iou(model, source: TrainSource, length: int, n_batches: int, step: int) -> float:
+    """The original's curriculum score: the model's IoU with training=False (t >= 1, present
+    objects, pooled within a batch) averaged over `n_batches` training batches of `length`
+    frames (a quarter epoch in the original)."""
+    from hart_tf import metrics
+    from hart_tf.evaluation import predict
+
+    scores = []
+    batches = source.score_batches(length, step)
+    try:
+        for x, y in itertools.islice(batches, n_batches):
+            data = {"frames": x["frames"], "boxes": y["boxes"], "presence": y["presence"]}
+            pred = predict(model, data, len(x["frames"]))["boxes"]
+            scores.append(float(np.asarray(metrics.mean_iou(pred, y["boxes"], y["presence"]))))
+    finally:
+        batches.close()
+    return float(np.mean(scores))

@@ -73,8 +73,9 @@ flags.DEFINE_float("l2_weight", 1e-4, "L2 weight decay on weight matrices and DF
 
 # --- optimisation ------------------------------------------------------------------------
 flags.DEFINE_integer("batch_size", 16, "Sequences per batch (paper: 10).")
-flags.DEFINE_enum("optimizer", "adam", ["rmsprop", "adam"],
-                  "rmsprop (the paper's, with momentum) or adam (--momentum is its beta_1).")
+flags.DEFINE_enum("optimizer", "adam", ["rmsprop", "rmsprop_tf1", "adam"],
+                  "rmsprop_tf1 (the original's: TF1 RMSProp, mean square from 1, eps 1e-10), "
+                  "rmsprop (Keras') or adam (--momentum is its beta_1).")
 flags.DEFINE_float("learning_rate", 1e-3, "Learning rate (paper, RMSProp: 3.33e-6).")
 flags.DEFINE_float("momentum", 0.9, "RMSProp momentum, or Adam's beta_1 (paper: .9).")
 flags.DEFINE_float("clip_norm", 1.0, "Gradient clipping by global norm (paper: .3).")
@@ -222,3 +223,20 @@ flags.DEFINE_integer("process_id", 0, "This host's index in [0, --num_hosts); 0 
                      "which writes the checkpoints.")
 _positive("num_hosts")
 flags.register_validator("process_id", lambda v: v >= 0, message="--process_id must be >= 0")
+
+# --- the original's training recipe (optimiser clipping, curriculum, epochs) -------------
+flags.DEFINE_float("clip_rms", 0.0, "Clip the gradients on the root mean square of all their "
+                   "elements at this value, as the original (0.3; a global norm of "
+                   "0.3 * sqrt(#elements)); replaces --clip_norm. 0: off.")
+flags.register_validator("clip_rms", lambda v: v >= 0, message="--clip_rms must be >= 0")
+flags.DEFINE_bool("epoch_from_windows", False, "An epoch is one pass over the dataset's "
+                  "augmented training windows at the current length (windows // batch_size "
+                  "steps; the original's epoch; kitti and kth only); --steps_per_epoch is "
+                  "then ignored.")
+flags.DEFINE_integer("curriculum_check_every", 1, "Epochs between the curriculum's promotion "
+                     "checks (the original: 3).")
+_positive("curriculum_check_every")
+flags.DEFINE_enum("curriculum_score", "train", ["train", "test_mode"],
+                  "Score the curriculum promotes on: train, the epoch's running train-mode "
+                  "IoU (ours); test_mode, the IoU with training=False over a quarter epoch of "
+                  "training batches, as the original.")

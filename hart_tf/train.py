@@ -29,7 +29,8 @@ def _lr_decay() -> dict[int, float]:
 def curriculum_from_flags() -> Curriculum:
     kwargs = dict(threshold=FLAGS.curriculum_threshold,
                   threshold_decrease=FLAGS.curriculum_threshold_decrease,
-                  min_epochs=FLAGS.curriculum_min_epochs)
+                  min_epochs=FLAGS.curriculum_min_epochs,
+                  check_every=FLAGS.curriculum_check_every)
     if FLAGS.curriculum_lengths:
         try:
             lengths = tuple(int(v) for v in FLAGS.curriculum_lengths)
@@ -63,8 +64,11 @@ def options_from_flags() -> TrainOptions:
         learning_rate=FLAGS.learning_rate,
         momentum=FLAGS.momentum,
         clip_norm=FLAGS.clip_norm,
+        clip_rms=FLAGS.clip_rms,
         lr_decay=_lr_decay(),
         steps_per_epoch=FLAGS.steps_per_epoch,
+        epoch_from_windows=FLAGS.epoch_from_windows,
+        curriculum_score=FLAGS.curriculum_score,
         epochs=FLAGS.epochs,
         max_minutes=FLAGS.max_minutes,
         seed=FLAGS.seed,

@@ -78,8 +78,11 @@ class TrainOptions:
     learning_rate: float = 1e-4
     momentum: float = 0.9
     clip_norm: float = 1.0
+    clip_rms: float = 0.0  # > 0: the original's clipping on the per-element RMS
     lr_decay: dict[int, float] = dataclasses.field(default_factory=dict)
     steps_per_epoch: int = 50
+    epoch_from_windows: bool = False  # an epoch: one pass over the augmented windows
+    curriculum_score: str = "train"  # or "test_mode" (the original's promotion score)
     epochs: int = 60
     max_minutes: float = 0.0
     seed: int = 0
@@ -150,7 +153,7 @@ def build_model(options: TrainOptions) -> HART:
     model.build()
     _load_v1_weights(model, options.config)
     optimizer = make_optimizer(options.optimizer, options.learning_rate, options.momentum,
-                               options.clip_norm)
+                               options.clip_norm, options.clip_rms)
     model.compile(optimizer=optimizer, jit_compile=_jit(options) and not options.run_eagerly,
                   run_eagerly=options.run_eagerly)
     _runtime_options(model, options)
@@ -312,7 +315,7 @@ class _StepLogger(keras.callbacks.Callback):
             t.stop_after_bad_steps(bad)
             model.stop_training = True
             return
-        last_of_epoch = t.epoch_step >= t.options.steps_per_epoch  # the epoch end saves
+        last_of_epoch = t.epoch_step >= t.epoch_steps(t.curriculum.length)  # the end saves
         if t.step % t.options.checkpoint_every == 0 and bad == 0 and not last_of_epoch:
             t.save()
 
@@ -487,7 +490,7 @@ class _Trainer:
             self.tb.on_epoch(self.step, logs)
         # Only a validation at the longest length competes for the best checkpoint.
         is_best = self.curriculum.at_max and val > self.best_iou
-        grew = self.curriculum.end_epoch(logs.get("iou", 0.0))
+        grew = self.curriculum.end_epoch(self._promotion_score(logs, length))
         if is_best:
             self.best_iou = val
         self.save(best=is_best)
@@ -497,6 +500,33 @@ class _Trainer:
             print(f"Time budget of {o.max_minutes} min reached.")
             self.out_of_time = True
         return grew or self.out_of_time
+
+    def epoch_steps(self, length: int) -> int:
+        """Steps of an epoch at `length`: --steps_per_epoch, or with --epoch_from_windows
+        one pass over the augmented training windows (the original's epoch)."""
+        if not self.options.epoch_from_windows:
+            return self.options.steps_per_epoch
+        sizes = self.__dict__.setdefault("_epoch_sizes", {})
+        if length not in sizes:
+            sizes[length] = self.source.epoch_steps(length)
+            print(f"  epoch at T={length}: {sizes[length]} steps (all augmented windows)")
+        return sizes[length]
+
+    def _promotion_score(self, logs: dict, length: int) -> float | None:
+        """The curriculum's score for this epoch: the running train IoU, or (test_mode, the
+        original's) the IoU with training=False over a quarter epoch of training batches,
+        computed only when a promotion check is due."""
+        if self.options.curriculum_score != "test_mode":
+            return logs.get("iou", 0.0)
+        if not self.curriculum.check_due():
+            return None
+        n = max(1, self.epoch_steps(length) // 4)
+        score = datasets.promotion_iou(self.model, self.source, length, n, self.step)
+        logs["promotion_iou"] = score
+        if self.options.verbose:
+            print(f"  test-mode IoU on {n} training batches (T={length}) {score:.3f}, "
+                  f"needed {self.curriculum.current_threshold():.3f}")
+        return score
 
     def run(self) -> dict:
         """Trains until `epochs`, the time budget or a stop: one `fit` per curriculum length
@@ -514,7 +544,7 @@ class _Trainer:
                 if o.verbose:
                     print(f"Sequence length T={length}  lr={lr:.3g}")
                 use_function_for_length(self.model, "train", length)
-                steps = o.steps_per_epoch - self.epoch_step
+                steps = self.epoch_steps(length) - self.epoch_step
                 last = self.epoch + 1 if self.epoch_step else o.epochs
                 opened = []  # the batch stream `fit` asks for; closed when `fit` returns
 
