@@ -47,3 +47,29 @@ def test_crossing_flagfile_is_the_default_recipe_on_crossing_look_alikes():
     assert crossing.run_dir.name == "hart_crossing"
     for field in ("learning_rate", "batch_size", "curriculum", "max_minutes", "config"):
         assert getattr(crossing, field) == getattr(default, field), field
+
+
+# The recipe of the authors' scripts/train_hart_kitti.py (TrainSchedule, RMSPropOptimizer,
+# minimize_clipped(..., soft=True)); KTH has no script of theirs and takes the same recipe at
+# the paper's KTH learning rate.
+ORIGINAL = {"batch_size": 10, "optimizer": "rmsprop_tf1", "momentum": 0.9, "clip_rms": 0.3,
+            "lr_decay": {}, "epoch_from_windows": True, "curriculum_score": "test_mode"}
+ORIGINAL_CURRICULUM = {"lengths": tuple(range(5, 31)), "threshold": 0.70,
+                       "threshold_decrease": 0.05, "min_epochs": 13, "check_every": 3}
+
+
+@pytest.mark.parametrize(("name", "lr", "eval_steps"),
+                         [("kitti.cfg", 3.3e-6, 60), ("kth.cfg", 3.33e-5, 30)])
+def test_paper_flagfiles_are_the_original_recipe(name, lr, eval_steps):
+    from hart_tf.optim import GuardedTF1RMSprop, make_optimizer
+
+    options = _options(name)
+    for field, want in ORIGINAL.items():
+        assert getattr(options, field) == want, field
+    assert options.learning_rate == lr and options.eval_steps == eval_steps
+    for field, want in ORIGINAL_CURRICULUM.items():
+        assert getattr(options.curriculum, field) == want, field
+    optimizer = make_optimizer(options.optimizer, options.learning_rate, options.momentum,
+                               options.clip_norm, options.clip_rms)
+    assert type(optimizer) is GuardedTF1RMSprop and optimizer.global_clipnorm is None
+    assert (optimizer.epsilon, optimizer.rho, optimizer.clip_rms) == (1e-10, 0.9, 0.3)
