@@ -75,8 +75,9 @@ def test_evaluate_cli_scores_opencv_beside_hart(tiny_checkpoint, tmp_path, capsy
     captured = _run([f"--checkpoint={tiny_checkpoint}", "--eval_sequences=2", "--eval_steps=3",
                      "--num_distractors_max=0", "--opencv_baselines=csrt,kcf",
                      f"--out_dir={out}"], capsys)
-    last = captured.out.strip().splitlines()[-1]
-    assert last.startswith("mean IoU over 3 steps: ")
+    last, notebook = captured.out.strip().splitlines()[-2:]
+    assert last.startswith("mean IoU over 3 steps (ours, t >= 1 pooled): ")
+    assert notebook.startswith("mean IoU of the 3-step curve from t = 0 (the authors' notebook)")
     assert "; OpenCV CSRT " in last and "; OpenCV KCF " in last
     record = json.loads((out / "results.json").read_text())
     assert set(record["opencv"]) == {"csrt", "kcf"}
