@@ -31,7 +31,8 @@ from hart_tf.model.saving import load_model
 from hart_tf.train import sources as datasets
 from hart_tf.train.checkpoints import CheckpointManager
 from hart_tf.train.options import TrainOptions
-from hart_tf.train.trainer import _seed_variables, _StepLogger, _Trainer, train
+from hart_tf.train.state import seed_variables as _seed_variables
+from hart_tf.train.trainer import _StepLogger, _Trainer, train
 
 REPO = Path(__file__).resolve().parents[1]
 # The smallest model the synthetic data allows (its objects need frames of 64 pixels).

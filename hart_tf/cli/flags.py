@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from hart_tf.train.options import flat_defaults
+from hart_tf.train.options import CURRICULUM_PROTOCOLS, flat_defaults
 
 FLAGS = flags.FLAGS
 DATASETS = ("synthetic", "kitti", "kth", "clips")
@@ -72,12 +72,15 @@ flags.DEFINE_bool("adaptive_loss", True, "Learn the loss weights (lambda = s^2 +
 
 # --- optimiser and schedule --------------------------------------------------------------
 flags.DEFINE_integer("batch_size", D["batch_size"], "Sequences per batch (the paper: 10).")
-flags.DEFINE_enum("optimizer", D["optimizer"], ["rmsprop", "adam"],
-                  "rmsprop (the paper's, with momentum) or adam (--momentum is its beta_1).")
+flags.DEFINE_enum("optimizer", D["optimizer"], ["rmsprop_tf1", "rmsprop", "adam"],
+                  "rmsprop_tf1 (the original's: TF1 RMSProp, mean square from 1, eps 1e-10), "
+                  "rmsprop (Keras') or adam (--momentum is its beta_1).")
 flags.DEFINE_float("learning_rate", D["learning_rate"], "Learning rate at the first length "
                    "(the paper, RMSProp: 3.3e-6).")
 flags.DEFINE_float("momentum", D["momentum"], "RMSProp momentum, or Adam's beta_1.")
 flags.DEFINE_float("clip_norm", D["clip_norm"], "Clip gradients to this global norm.")
+flags.DEFINE_float("clip_rms", D["clip_rms"], "> 0: clip the gradients on the root mean "
+                   "square of all their elements instead, as the original (0.3).")
 flags.DEFINE_list("lr_decay", [f"{k}:{v}" for k, v in D["lr_decay"].items()],
                   "Learning-rate factors by sequence length: 20:0.3 multiplies the rate by "
                   ".3 once the curriculum reaches 20 steps.")
@@ -89,6 +92,11 @@ flags.DEFINE_float("curriculum_threshold_decrease", D["curriculum_threshold_decr
                    "The threshold falls linearly by this much from the first to the last length.")
 flags.DEFINE_integer("curriculum_min_epochs", D["curriculum_min_epochs"],
                      "Least epochs at a length before growing.")
+flags.DEFINE_enum("curriculum_protocol", "ours", list(CURRICULUM_PROTOCOLS),
+                  "ours: an epoch of --steps_per_epoch updates, a promotion check at every "
+                  "epoch end on the running train IoU; original: an epoch is one pass over "
+                  "the augmented windows (KITTI, KTH), checks every 3 epochs on the test-mode "
+                  "IoU over a quarter epoch of training batches.")
 flags.DEFINE_integer("steps_per_epoch", D["steps_per_epoch"], "Updates per epoch.")
 flags.DEFINE_integer("epochs", D["epochs"], "Epochs to train.")
 flags.DEFINE_float("max_minutes", D["max_minutes"], "Stop after this many minutes (0: off).")
@@ -153,7 +161,7 @@ for _name in ("batch_size", "learning_rate", "steps_per_epoch", "epochs", "rnn_u
               "curriculum_min_epochs", "num_hosts", "data_workers", "max_bad_steps"):
     _check(_name, lambda v: v > 0, "must be positive")
 for _name in ("num_distractors_max", "distractor_jitter", "distractor_cross_speed",
-              "train_clips_cache_mb", "process_id", "max_minutes"):
+              "train_clips_cache_mb", "process_id", "max_minutes", "clip_rms"):
     _check(_name, lambda v: v >= 0, "must be >= 0")
 _check("occlusion_prob", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
 _check("train_clips_fraction", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")

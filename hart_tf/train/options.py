@@ -74,6 +74,8 @@ class OptimizerOptions:
         learning_rate: the rate at the first curriculum length.
         momentum: RMSProp's momentum, or Adam's beta_1.
         clip_norm: gradients are clipped to this global norm.
+        clip_rms: > 0: instead, gradients are clipped on the root mean square of all their
+            elements at this value, as the original (0.3: a global norm of 0.3 sqrt(N)).
         lr_decay: {length: factor}: the rate is multiplied by `factor` once the curriculum
             reaches `length` steps.
     """
@@ -83,6 +85,7 @@ class OptimizerOptions:
     learning_rate: float = 1e-3
     momentum: float = 0.9
     clip_norm: float = 1.0
+    clip_rms: float = 0.0
     lr_decay: dict[int, float] = dataclasses.field(default_factory=lambda: {20: 0.3})
 
     def rate_at(self, length: int) -> float:
@@ -106,6 +109,12 @@ class ScheduleOptions:
         steps_per_epoch: updates per epoch (validation, checkpoint and curriculum check).
         epochs: epochs to train.
         max_minutes: stop after this many minutes of training (0: no limit).
+        epoch_from_windows: an epoch is one pass over the augmented training windows (KITTI,
+            KTH; the original's), not `steps_per_epoch` updates.
+        curriculum_check_every: epochs between promotion checks (the original: 3).
+        curriculum_score: "train", the epoch's running train-mode IoU (ours), or
+            "test_mode", the IoU with training=False over a quarter epoch of training
+            batches (the original's).
     """
 
     curriculum_lengths: tuple[int, ...] = (5, 10, 20)
@@ -115,12 +124,16 @@ class ScheduleOptions:
     steps_per_epoch: int = 50
     epochs: int = 200
     max_minutes: float = 8.5
+    epoch_from_windows: bool = False
+    curriculum_check_every: int = 1
+    curriculum_score: str = "train"
 
     def curriculum(self) -> Curriculum:
         """A new curriculum at its first length."""
         return Curriculum(self.curriculum_lengths, threshold=self.curriculum_threshold,
                           threshold_decrease=self.curriculum_threshold_decrease,
-                          min_epochs=self.curriculum_min_epochs)
+                          min_epochs=self.curriculum_min_epochs,
+                          check_every=self.curriculum_check_every)
 
 
 @dataclasses.dataclass
@@ -169,6 +182,13 @@ class RunOptions:
     coordinator_address: str | None = None
     process_id: int = 0
 
+
+# `--curriculum_protocol` sets these three together.
+CURRICULUM_PROTOCOLS = {
+    "ours": {"epoch_from_windows": False, "curriculum_check_every": 1, "curriculum_score": "train"},
+    "original": {"epoch_from_windows": True, "curriculum_check_every": 3,
+                 "curriculum_score": "test_mode"},
+}
 
 GROUPS = {"data": DataOptions, "optimizer": OptimizerOptions, "schedule": ScheduleOptions,
           "run": RunOptions}
