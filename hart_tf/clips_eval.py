@@ -274,7 +274,7 @@ def evaluate_clips(
     trained_clips = set(trained.get("train_clips", []))
     if trained.get("train_clips") == "all":
         same = Path(trained.get("train_clips_dir", "")).resolve() == Path(data_dir).resolve()
-        trained_clips = set(names) if same else set()
+        trained_clips = set(names) - set(trained.get("val_clips", [])) if same else set()
     trained_on = [n for n in names if n in trained_clips]
     if trained_on:
         print(f"warning: {path} was trained on {', '.join(trained_on)}: their scores are not "

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hart_tf.data import clip_windows, synthetic
+from hart_tf.data import clip_windows, clips, synthetic
 
 
 def to_xy(batch: dict[str, np.ndarray]) -> tuple[dict, dict]:
@@ -58,6 +58,8 @@ def data_record(options, windows: clip_windows.ClipWindows | None = None) -> dic
                 record["train_clips_count"] = len(windows.names)
         elif options.train_clips:
             record["train_clips"] = list(options.train_clips)
+        if options.val_clips:
+            record["val_clips"] = list(options.val_clips)
     return record
 
 
@@ -94,9 +96,18 @@ def _train_clips(options) -> clip_windows.ClipWindows | None:
                          f"use it with --dataset=synthetic, got --dataset={options.dataset}")
     if not options.train_clips_dir:
         raise ValueError("--train_clips needs --train_clips_dir, the folder that holds them")
-    windows = clip_windows.ClipWindows(options.train_clips_dir, options.train_clips,
+    names = list(options.train_clips)
+    if options.val_clips:
+        if _all_clips(options):  # every clip but the validation ones
+            names = [n for n in clips.find_sequences(options.train_clips_dir)
+                     if n not in set(options.val_clips)]
+        elif both := [n for n in names if n in set(options.val_clips)]:
+            raise ValueError(f"--val_clips {clip_windows.short_list(both)} are in --train_clips "
+                             "too: a clip validates or trains, not both")
+    windows = clip_windows.ClipWindows(options.train_clips_dir, names,
                                        tuple(options.config.image_size),
-                                       cache_mb=options.train_clips_cache_mb)
+                                       cache_mb=options.train_clips_cache_mb,
+                                       colour_jitter=options.train_clips_colour_jitter)
     which = (f"all {len(windows.names)} real clips of {windows.root}" if _all_clips(options)
              else f"real clips {clip_windows.short_list(windows.names)}")
     memory = ", decoded per window" if windows.lazy else ""  # else held in memory
@@ -230,6 +241,45 @@ def _first(batches, options, split: str, n: int, length: int) -> dict[str, Any]:
         f"--eval_sequences={n}: the {options.dataset} {split} split has fewer "
         f"sequences of {length} frames; lower --eval_sequences"
     )
+
+
+def clip_val_set(options) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The validation windows of `--val_clips` (`clip_windows.validation_windows`, about
+    `eval_sequences` of the longest curriculum length) and the clip of each."""
+    if options.dataset != "synthetic" or not options.train_clips_dir:
+        raise ValueError("--val_clips names clips of --train_clips_dir (with --dataset="
+                         f"synthetic), got --dataset={options.dataset} and --train_clips_dir="
+                         f"{options.train_clips_dir}")
+    length = options.curriculum.lengths[-1]
+    data, names = clip_windows.validation_windows(
+        options.train_clips_dir, options.val_clips, tuple(options.config.image_size), length,
+        options.eval_sequences)
+    groups = sorted({clip_windows.clip_group(n) for n in names})
+    print(f"Validating on real clips {clip_windows.short_list(list(options.val_clips))} "
+          f"({len(names)} windows of {length} frames, whole frames"
+          + (f"; per source: {', '.join(groups)}" if len(groups) > 1 else "")
+          + "): they choose the best checkpoint")
+    return data, names
+
+
+def validate(model, data: dict[str, np.ndarray], length: int | None, batch_size: int,
+             clip_names: list[str] | None = None) -> dict[str, float]:
+    """`val_iou`: mean IoU (t >= 1, present objects) on the first `length` frames of `data`
+    (all when None); with the windows' `clip_names` from two or more sources
+    (`clip_windows.clip_group`), also `val_iou_<source>` over each source's windows."""
+    from hart_tf import metrics
+    from hart_tf.evaluation import predict
+
+    cut = {k: v[:, :length] for k, v in data.items()}
+    pred = np.asarray(predict(model, cut, batch_size)["boxes"])  # (N, T, 4)
+    out = {"val_iou": float(np.asarray(metrics.mean_iou(pred, cut["boxes"], cut["presence"])))}
+    groups = [clip_windows.clip_group(n) for n in clip_names or ()]
+    if len(set(groups)) > 1:
+        for g in sorted(set(groups)):
+            m = np.array([x == g for x in groups])  # (N,) windows of this source
+            iou = metrics.mean_iou(pred[m], cut["boxes"][m], cut["presence"][m])
+            out[f"val_iou_{g or 'other'}"] = float(np.asarray(iou))
+    return out
 
 
 def evaluate_iou(model, data: dict[str, np.ndarray], length: int, batch_size: int) -> float:

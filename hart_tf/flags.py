@@ -222,3 +222,15 @@ flags.DEFINE_integer("process_id", 0, "This host's index in [0, --num_hosts); 0 
                      "which writes the checkpoints.")
 _positive("num_hosts")
 flags.register_validator("process_id", lambda v: v >= 0, message="--process_id must be >= 0")
+
+# --- real-clip augmentation and validation (hart_tf/data/clip_windows.py) ------------------
+flags.DEFINE_float("train_clips_colour_jitter", 0.2, "Training: each real-clip window's "
+                   "brightness, contrast and saturation are scaled by factors drawn from "
+                   "[1 - this, 1 + this] (0: colours unchanged).")
+flags.register_validator("train_clips_colour_jitter", lambda v: 0.0 <= v < 1.0,
+                         message="--train_clips_colour_jitter must be in [0, 1)")
+flags.DEFINE_list("val_clips", [], "Training: clips of --train_clips_dir that validate "
+                  "instead of the synthetic validation set: the best checkpoint is the one with "
+                  "the best mean IoU on their fixed, unaugmented windows (whole frames), also "
+                  "reported per source (the name up to its first _). Never trained on: "
+                  "--train_clips=all leaves them out.")

@@ -57,6 +57,8 @@ def options_from_flags() -> TrainOptions:
         train_clips=tuple(FLAGS.train_clips or ()),
         train_clips_fraction=FLAGS.train_clips_fraction,
         train_clips_cache_mb=FLAGS.train_clips_cache_mb,
+        train_clips_colour_jitter=FLAGS.train_clips_colour_jitter,
+        val_clips=tuple(FLAGS.val_clips or ()),
         data_workers=FLAGS.data_workers,
         batch_size=FLAGS.batch_size,
         optimizer=FLAGS.optimizer,

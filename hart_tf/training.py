@@ -72,6 +72,9 @@ class TrainOptions:
     train_clips: tuple[str, ...] = ()
     train_clips_fraction: float = 0.5
     train_clips_cache_mb: float = 2048.0  # above this the frames are decoded per window
+    train_clips_colour_jitter: float = 0.2  # per-window brightness/contrast/saturation range
+    # Clips of train_clips_dir that choose the best checkpoint instead of synthetic validation.
+    val_clips: tuple[str, ...] = ()
     data_workers: int = 2  # threads rendering training batches ahead (not in the batches)
     batch_size: int = 32
     optimizer: str = "rmsprop"
@@ -347,7 +350,9 @@ class _Trainer:
         self.manager = CheckpointManager(options.run_dir, keep=options.keep_checkpoints)
         check_writable(options.log_dir, "--logdir")
         self.source = datasets.train_source(options)
-        self.val = _eval_set(options, "val", options.eval_sequences)
+        # Validation windows of --val_clips (with their clip names) or synthetic ones (None).
+        self.val, self.val_clips = datasets.clip_val_set(options) if options.val_clips else (
+            _eval_set(options, "val", options.eval_sequences), None)
         distribute.setup(options)  # before a checkpoint is loaded, so it is laid out too
         self.model = None
         if options.resume:
@@ -474,15 +479,19 @@ class _Trainer:
         self.epoch += 1
         self.epoch_step = 0
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        val = datasets.evaluate_iou(self.model, self.val, length, o.batch_size)
-        logs.update({"val_iou": val, "length": length, "epoch": self.epoch,
+        val_logs = datasets.validate(self.model, self.val, length, o.batch_size, self.val_clips)
+        val = val_logs["val_iou"]
+        logs.update(val_logs)
+        logs.update({"length": length, "epoch": self.epoch,
                      "step": self.step, "minutes": (time.time() - self.started) / 60})
         self.history.append(logs)
         if warning := collapse_warning(self.history):
             print(warning, file=sys.stderr)
         if o.verbose:
+            groups = "".join(f", {k.removeprefix('val_iou_')} {v:.3f}"
+                             for k, v in val_logs.items() if k != "val_iou")
             print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
-                  f"val IoU (T={length}) {val:.3f}")
+                  f"val IoU (T={length}) {val:.3f}" + (f" ({groups[2:]})" if groups else ""))
         if self._logger() is not None:
             self.tb.on_epoch(self.step, logs)
         # Only a validation at the longest length competes for the best checkpoint.
@@ -575,6 +584,9 @@ def train(options: TrainOptions) -> dict:
         result = evaluate_model(model, test, batch_size=options.batch_size)
         summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
         summary["checkpoint"] = str(best[0]) if best else None
+        if trainer.val_clips is not None:  # the chosen model on the whole validation windows
+            summary["val_clips"] = datasets.validate(model, trainer.val, None,
+                                                     options.batch_size, trainer.val_clips)
     summary["data"] = datasets.data_record(options, trainer.source.clips)
     if trainer.source.clips is not None:
         clips = trainer.source.clips

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -132,3 +133,31 @@ def test_validation_windows_are_whole_unaugmented_frames(walk):
         ["davis", "uav", ""]
     with pytest.raises(clip_windows.DataError, match="no validation clip"):
         clip_windows.validation_windows(walk, ["uav_short"], SIZE, seq_len=20, n=2)
+
+
+def test_training_validates_on_val_clips_per_source(walk, tmp_path, capsys):
+    from tests.test_clip_windows import train_tiny_on_clips
+
+    _write_clip(walk, "davis_jump", 20, step=1.0)
+    train_tiny_on_clips(tmp_path, walk, "--train_clips=all", "--val_clips=davis_jump,uav_short",
+                        "--eval_sequences=4", "--train_clips_colour_jitter=0.3")
+    out = capsys.readouterr().out
+    assert "Training on all 1 real clips" in out and "held out: davis_jump, uav_short" in out
+    assert ("Validating on real clips davis_jump, uav_short (4 windows of 3 frames, whole "
+            "frames; per source: davis, uav): they choose the best checkpoint") in out
+    summary = json.loads((tmp_path / "ck" / "r" / "summary.json").read_text())
+    assert summary["data"]["val_clips"] == ["davis_jump", "uav_short"]
+    assert set(summary["val_clips"]) == {"val_iou", "val_iou_davis", "val_iou_uav"}
+    assert set(summary["history"][-1]) >= {"val_iou", "val_iou_davis", "val_iou_uav"}
+    assert summary["history"][-1]["val_iou"] == pytest.approx(summary["val_clips"]["val_iou"],
+                                                              abs=1e-4)
+
+
+def test_val_clips_may_not_be_trained_on(walk, tmp_path, capsys):
+    from tests.test_clip_windows import train_tiny_on_clips
+
+    with pytest.raises(SystemExit):
+        train_tiny_on_clips(tmp_path, walk, "--train_clips=davis_walk,uav_short",
+                            "--val_clips=uav_short")
+    assert capsys.readouterr().err == ("error: --val_clips uav_short are in --train_clips too: "
+                                       "a clip validates or trains, not both\n")
