@@ -236,8 +236,12 @@ def trained_data(keras_path: str | os.PathLike) -> dict | None:
 
 
 def resolve_checkpoint(path: str | os.PathLike, flag: str = "--checkpoint") -> Path:
-    """A `.keras` file, or a run folder (its best checkpoint, else its latest); errors name
-    `flag`."""
+    """A `.keras` file, a run folder (its best checkpoint, else its latest) or `pretrained`
+    (the model shipped in the package, `hart_tf.pretrained`); errors name `flag`."""
+    from hart_tf import pretrained
+
+    if pretrained.is_pretrained(path):
+        return pretrained.path()
     p = Path(path)
     if p.is_dir():
         manager = CheckpointManager.__new__(CheckpointManager)

@@ -1,5 +1,8 @@
 """Evaluate a trained HART: `python -m hart_tf.evaluate --checkpoint=<.keras or run dir>`.
 
+`--checkpoint` (or `--model`, the same here) may be `pretrained`: the model shipped in the
+package (`hart_tf/pretrained/MODEL_CARD.md`).
+
 Reports mean IoU over `--eval_steps` steps (30 synthetic, 60 KITTI as the paper), IoU per
 time step (JSON and a PNG like the paper's Fig. 5), OTB success AUC and precision@20 px, with
 the static baseline (first box repeated) beside every number, and PNG strips of a few
@@ -13,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from hart_tf import cli, datasets
+from hart_tf import cli, datasets, pretrained
 from hart_tf.checkpoints import resolve_checkpoint, trained_data
 from hart_tf.cli import FLAGS
 from hart_tf.evaluation import evaluate_model, evaluate_opencv, write_report
@@ -60,7 +63,7 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, out_dir: str | None,
             scores = evaluate_opencv(kind, data)
             scores.pop("boxes")
             result["opencv"][kind] = scores
-    out = Path(out_dir) if out_dir else path.parent / f"eval_{dataset}"
+    out = Path(out_dir) if out_dir else pretrained.report_dir(path, f"eval_{dataset}")
     written = write_report(result, data, out)
     record = {k: v for k, v in result.items() if k != "outputs"}
     record["written"] = [str(p) for p in written]
@@ -70,18 +73,22 @@ def evaluate_checkpoint(checkpoint: str, dataset: str, out_dir: str | None,
 @cli.one_line_errors
 def main(argv):
     cli.reject_extra_args(argv)
-    if not FLAGS.checkpoint:
-        raise ValueError("--checkpoint is required (a .keras file or a run folder)")
+    if FLAGS.checkpoint and FLAGS.model and FLAGS.checkpoint != FLAGS.model:
+        raise ValueError("give the model once: --checkpoint or --model (the same flag here)")
+    checkpoint = FLAGS.checkpoint or FLAGS.model
+    if not checkpoint:
+        raise ValueError("--checkpoint is required (a .keras file, a run folder, or pretrained "
+                         "for the model shipped in the package; --model is the same here)")
     if FLAGS.dataset == "clips":
         from hart_tf.clips_eval import evaluate_clips
 
-        evaluate_clips(FLAGS.checkpoint, FLAGS.data_dir, FLAGS.out_dir,
+        evaluate_clips(checkpoint, FLAGS.data_dir, FLAGS.out_dir,
                        sequences=FLAGS.clips or None)
         return
     if FLAGS.clips:
         raise ValueError("--clips chooses the clips to score with --dataset=clips, got "
                          f"--dataset={FLAGS.dataset}")
-    r = evaluate_checkpoint(FLAGS.checkpoint, FLAGS.dataset, FLAGS.out_dir, FLAGS.eval_steps,
+    r = evaluate_checkpoint(checkpoint, FLAGS.dataset, FLAGS.out_dir, FLAGS.eval_steps,
                             FLAGS.eval_sequences, FLAGS.batch_size,
                             tuple(FLAGS.opencv_baselines or ()))
     shown = {k: v for k, v in r.items() if "per_step" not in k and k != "opencv"}

@@ -1,6 +1,7 @@
 """Online tracking with a trained HART, frame by frame, like an OpenCV or GOT-10k tracker.
 
     tracker = Tracker.from_checkpoint("checkpoints/hart")   # or Tracker.from_saved_model(dir)
+    tracker = Tracker.from_pretrained()   # the model shipped in the package
     tracker.init(first_frame, (x, y, w, h))
     for frame in frames:
         x, y, w, h = tracker.update(frame)
@@ -181,6 +182,15 @@ class Tracker:
         from hart_tf.saving import load_model
 
         return cls.from_model(load_model(resolve_checkpoint(path)))
+
+    @classmethod
+    def from_pretrained(cls, name: str | None = None) -> Tracker:
+        """Tracks with a model shipped in the package (`hart_tf.pretrained`; default
+        `hart_real`, see its MODEL_CARD.md): no download, no path."""
+        from hart_tf import pretrained
+        from hart_tf.saving import load_model
+
+        return cls.from_model(load_model(pretrained.path(name or pretrained.DEFAULT)))
 
     @classmethod
     def from_saved_model(cls, path: str | os.PathLike) -> Tracker:
