@@ -49,6 +49,8 @@ flags.DEFINE_float("train_clips_fraction", D["train_clips_fraction"], "Training:
 flags.DEFINE_float("train_clips_cache_mb", D["train_clips_cache_mb"], "Training: hold the "
                    "clips' frames decoded when they fit in this many MiB; else decode each "
                    "window's frames when it is sampled. 0: always decode.")
+flags.DEFINE_list("val_clips", _list(D["val_clips"]), "Training: clips of --train_clips_dir "
+                  "that choose the best checkpoint instead of training (real validation).")
 flags.DEFINE_integer("data_workers", D["data_workers"], "Training: threads rendering batches "
                      "ahead of the model (batches do not depend on it).")
 flags.DEFINE_integer("eval_sequences", D["eval_sequences"], "Validation and test sequences.")

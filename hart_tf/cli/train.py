@@ -36,6 +36,7 @@ def options_from_flags() -> TrainOptions:
     values.update(lr_decay=_lr_decay(FLAGS.lr_decay),
                   curriculum_lengths=_lengths(FLAGS.curriculum_lengths),
                   train_clips=tuple(FLAGS.train_clips or ()),
+                  val_clips=tuple(FLAGS.val_clips or ()),
                   **CURRICULUM_PROTOCOLS[FLAGS.curriculum_protocol])
     return TrainOptions.from_flat(config=cli.config_from_flags(), **values)
 

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from hart_tf import pretrained
 from hart_tf.eval import sets
 from hart_tf.eval.sequences import evaluate_model, evaluate_opencv, write_report
 from hart_tf.model.saving import load_model, resolve_checkpoint, trained_data
@@ -57,7 +58,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, options, out_dir: str | N
             scores = evaluate_opencv(kind, data)
             scores.pop("boxes")
             result["opencv"][kind] = scores
-    out = Path(out_dir) if out_dir else path.parent / f"eval_{options.data.dataset}"
+    out = Path(out_dir) if out_dir else pretrained.report_dir(path, f"eval_{options.data.dataset}")
     written = write_report(result, data, out)
     record = {k: v for k, v in result.items() if k != "outputs"}
     record["written"] = [str(p) for p in written]

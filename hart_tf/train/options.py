@@ -38,6 +38,11 @@ class DataOptions:
         train_clips: the clips of `train_clips_dir` to train on (names, or "all").
         train_clips_fraction: the share of each batch cut from those clips.
         train_clips_cache_mb: hold the clips' frames decoded when they fit in this many MiB.
+        train_clips_colour_jitter: strength of the per-window brightness, contrast and
+            saturation jitter of the real-clip windows (0: none).
+        val_clips: clips of `train_clips_dir` that validate (choose the best checkpoint)
+            instead of training; with real clips in training they replace the synthetic
+            validation set.
         data_workers: threads rendering batches ahead of the model.
         eval_sequences: sequences in the validation and test sets.
         eval_steps: frames scored per test sequence (None: 60 for KITTI, else 30).
@@ -54,6 +59,8 @@ class DataOptions:
     train_clips: tuple[str, ...] = ()
     train_clips_fraction: float = 0.5
     train_clips_cache_mb: float = 2048.0
+    train_clips_colour_jitter: float = 0.2
+    val_clips: tuple[str, ...] = ()
     data_workers: int = 2
     eval_sequences: int = 32
     eval_steps: int | None = None

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from hart_tf.data import clip_windows, kitti, kth, synthetic
+from hart_tf.data import clip_windows, clips, kitti, kth, synthetic
 from hart_tf.eval.sequences import predict
 from hart_tf.eval.sets import (
     all_clips,
@@ -51,9 +51,19 @@ def _train_clips(options) -> clip_windows.ClipWindows | None:
                          f"use it with --dataset=synthetic, got --dataset={options.data.dataset}")
     if not options.data.train_clips_dir:
         raise ValueError("--train_clips needs --train_clips_dir, the folder that holds them")
-    windows = clip_windows.ClipWindows(options.data.train_clips_dir, options.data.train_clips,
+    names = list(options.data.train_clips)
+    val = set(options.data.val_clips)
+    if val:
+        if all_clips(options):  # every clip but the validation ones
+            names = [n for n in clips.find_sequences(options.data.train_clips_dir)
+                     if n not in val]
+        elif both := [n for n in names if n in val]:
+            raise ValueError(f"--val_clips {clip_windows.short_list(both)} are in --train_clips "
+                             "too: a clip validates or trains, not both")
+    windows = clip_windows.ClipWindows(options.data.train_clips_dir, names,
                                        tuple(options.config.image_size),
-                                       cache_mb=options.data.train_clips_cache_mb)
+                                       cache_mb=options.data.train_clips_cache_mb,
+                                       colour_jitter=options.data.train_clips_colour_jitter)
     which = (f"all {len(windows.names)} real clips of {windows.root}" if all_clips(options)
              else f"real clips {clip_windows.short_list(windows.names)}")
     memory = ", decoded per window" if windows.lazy else ""  # else held in memory

@@ -217,7 +217,9 @@ class _Trainer:
         self.manager = CheckpointManager(options.run_dir, keep=options.run.keep_checkpoints)
         check_writable(options.log_dir, "--logdir")
         self.source = datasets.train_source(options)
-        self.val = _eval_set(options, "val", options.data.eval_sequences)
+        # Validation windows of --val_clips (with their clip names) or synthetic ones (None).
+        self.val, self.val_clips = sets.clip_val_set(options) if options.data.val_clips else (
+            _eval_set(options, "val", options.data.eval_sequences), None)
         distribute.setup(options)  # before a checkpoint is loaded, so it is laid out too
         self.model = None
         if options.run.resume:
@@ -346,15 +348,20 @@ class _Trainer:
         self.epoch += 1
         self.epoch_step = 0
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        val = sets.evaluate_iou(self.model, self.val, length, o.optimizer.batch_size)
-        logs.update({"val_iou": val, "length": length, "epoch": self.epoch,
+        val_logs = sets.validate(self.model, self.val, length, o.optimizer.batch_size,
+                                 self.val_clips)
+        val = val_logs["val_iou"]
+        logs.update(val_logs)
+        logs.update({"length": length, "epoch": self.epoch,
                      "step": self.step, "minutes": (time.time() - self.started) / 60})
         self.history.append(logs)
         if warning := collapse_warning(self.history):
             print(warning, file=sys.stderr)
         if o.run.verbose:
+            groups = "".join(f", {k.removeprefix('val_iou_')} {v:.3f}"
+                             for k, v in val_logs.items() if k != "val_iou")
             print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
-                  f"val IoU (T={length}) {val:.3f}")
+                  f"val IoU (T={length}) {val:.3f}" + (f" ({groups[2:]})" if groups else ""))
         if self._logger() is not None:
             self.tb.on_epoch(self.step, logs)
         # Only a validation at the longest length competes for the best checkpoint.
@@ -469,10 +476,13 @@ def train(options: TrainOptions) -> dict:
     else:
         best = trainer.manager.best()
         model = keras.saving.load_model(best[0]) if best else trainer.model
-        test = _eval_set(options, "test", options.data.eval_sequences, options.data.eval_steps + 1)
+        test = _eval_set(options, "test", options.data.eval_sequences, options.data.test_steps + 1)
         result = evaluate_model(model, test, batch_size=options.optimizer.batch_size)
         summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
         summary["checkpoint"] = str(best[0]) if best else None
+        if trainer.val_clips is not None:  # the chosen model on the whole validation windows
+            summary["val_clips"] = sets.validate(model, trainer.val, None,
+                                                  options.optimizer.batch_size, trainer.val_clips)
     summary["data"] = sets.data_record(options, trainer.source.clips)
     if trainer.source.clips is not None:
         clips = trainer.source.clips
