@@ -80,31 +80,6 @@ def test_negative_learning_rate(capsys, out):
         "error: flag --learning_rate=-0.001: --learning_rate must be positive")
 
 
-@pytest.mark.parametrize("field,value,default", [
-    ("distance_loss", 0.5, 0.0),  # the paper's loss by default
-    ("attention_tightness", 10.0, 1.0),  # the original's weight by default
-])
-def test_loss_weight_flag_reaches_the_config_and_its_serialisation(field, value, default):
-    from absl import flags as absl_flags
-
-    from hart_tf.cli import common as cli
-    from hart_tf.model.hart import HART
-
-    absl_flags.FLAGS.unparse_flags()
-    try:
-        cli.parse_flags(["train", f"--{field}={value}"])
-        config = cli.config_from_flags()
-        absl_flags.FLAGS.unparse_flags()
-        cli.parse_flags(["train"])
-        assert getattr(cli.config_from_flags(), field) == default
-    finally:
-        absl_flags.FLAGS.unparse_flags()
-    assert getattr(config, field) == value
-    model = HART(config.replace(image_size=(64, 64), glimpse_size=(8, 8), v1_channels=8,
-                                rnn_units=12, dorsal_units=10))
-    assert getattr(HART.from_config(model.get_config()).config, field) == value
-
-
 @pytest.mark.parametrize("flag,message", [
     ("--num_distractors_max=-1", "--num_distractors_max must be >= 0"),
     ("--distractor_jitter=-0.1", "--distractor_jitter must be >= 0"),

@@ -160,11 +160,12 @@ def _check(name: str, ok, what: str) -> None:
 
 for _name in ("batch_size", "learning_rate", "steps_per_epoch", "epochs", "rnn_units",
               "checkpoint_every", "eval_sequences", "eval_steps", "clip_norm",
-              "curriculum_min_epochs", "num_hosts", "data_workers", "max_bad_steps"):
+              "curriculum_min_epochs", "num_hosts", "max_bad_steps"):
     _check(_name, lambda v: v > 0, "must be positive")
 for _name in ("num_distractors_max", "distractor_jitter", "distractor_cross_speed",
               "train_clips_cache_mb", "process_id", "max_minutes", "clip_rms"):
     _check(_name, lambda v: v >= 0, "must be >= 0")
+_check("data_workers", lambda v: v >= 1, "must be >= 1")
 _check("occlusion_prob", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
 _check("train_clips_fraction", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")
 _check("momentum", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")

@@ -10,7 +10,7 @@ from hart_tf import pretrained
 from hart_tf.eval import sets
 from hart_tf.eval.sequences import evaluate_model, evaluate_opencv, write_report
 from hart_tf.model.saving import load_model, resolve_checkpoint, trained_data
-from hart_tf.track.baselines import BENCH_HINT, OPENCV_KINDS, _import_cv2
+from hart_tf.track import baselines
 
 
 def warn_if_other_data(path: Path, options) -> None:
@@ -37,14 +37,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, options, out_dir: str | N
         The scores (without the per-sequence outputs) and `written`, the report's files.
     """
     for kind in opencv:
-        if kind not in OPENCV_KINDS:
+        if kind not in baselines.OPENCV_KINDS:
             raise ValueError(f"--opencv_baselines: unknown tracker {kind!r}; "
-                             f"choose from {','.join(OPENCV_KINDS)}")
+                             f"choose from {','.join(baselines.OPENCV_KINDS)}")
     if opencv:
         try:
-            _import_cv2()
+            baselines._import_cv2()
         except ImportError:
-            raise ValueError(f"--opencv_baselines needs OpenCV: {BENCH_HINT}") from None
+            raise ValueError(f"--opencv_baselines needs OpenCV: {baselines.BENCH_HINT}") from None
     path = resolve_checkpoint(checkpoint)
     model = load_model(path)
     options = options.replace(config=model.config)
