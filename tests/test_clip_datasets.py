@@ -190,8 +190,13 @@ def test_bad_frames_and_unusable_clips_are_one_line_errors(got_root, lasot_root,
         cut.sample(np.random.default_rng(0), 10)
 
 
-def test_train_cli_trains_on_all_clips_of_a_folder(lasot_root, tmp_path, capsys):
-    train_tiny_on_clips(tmp_path, lasot_root, "--train_clips=all", "--train_clips_cache_mb=0")
+def test_train_cli_trains_on_all_clips_of_a_folder(lasot_root, tmp_path, capsys, monkeypatch):
+    from hart_tf.cli import train as train_cli
+
+    from_flags = train_cli.options_from_flags  # frames decoded per window, as for a big set
+    monkeypatch.setattr(train_cli, "options_from_flags",
+                        lambda: from_flags().replace(train_clips_cache_mb=0))
+    train_tiny_on_clips(tmp_path, lasot_root, "--train_clips=all")
     out = capsys.readouterr().out
     assert (f"Training on all 2 real clips of {lasot_root} (32 frames, decoded per window, "
             "1 of every 2 sequences); held out: none") in out
