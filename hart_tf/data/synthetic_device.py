@@ -262,7 +262,8 @@ def _occluder(u, u_look, tint, on, pos, size) -> dict[str, Any]:
     t_len = pos.shape[1]
     t_occ = _middle_frame(u[:, 0], t_len)  # (B,)
     vertical = u[:, 1] < 0.5  # a vertical bar moving sideways (axis 1), else axis 0
-    sel = ops.cast(ops.stack([ops.logical_not(vertical), vertical], -1), "float32")  # (B, 2): 1 on the sweep axis
+    # (B, 2): 1 on the sweep axis
+    sel = ops.cast(ops.stack([ops.logical_not(vertical), vertical], -1), "float32")
     # Thinner than the target ever is along the sweep, longer than it is across.
     thick = (0.35 + 0.35 * u[:, 2]) * ops.sum(ops.min(size, axis=1) * sel, -1)
     size_occ = _at(size, t_occ, t_len)  # (B, 2)
