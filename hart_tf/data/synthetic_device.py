@@ -368,13 +368,28 @@ def _blend(frame, pos, size, visible, shape, orient, texture, freq, angle, phase
     return ops.floor(frame + alpha[..., None] * (paint - frame))
 
 
-def render_scene(scene: dict[str, Any], cfg: SyntheticConfig | None = None, bank=None):
+def render_scene(scene: dict[str, Any], cfg: SyntheticConfig | None = None, bank=None,
+                 chunk: int | None = None):
     """Frames (B, T, H, W, 3) uint8 of a `sample_scene` scene: background window, the
-    look-alikes behind the target, the target, those in front, then the occluder."""
+    look-alikes behind the target, the target, those in front, then the occluder.
+
+    `chunk` (dividing B) renders that many sequences at a time in a loop (`keras.ops.map`):
+    the compiler keeps a few float32 (B, T, H, W) intermediates per object layer, 1 GB each
+    at B=1024, T=20, so chunks bound the renderer's memory next to a train step's.
+    """
     import keras
 
     ops = keras.ops
     cfg = cfg or SyntheticConfig()
+    b = scene["pos"].shape[0]
+    if chunk is not None and chunk < b:
+        if b % chunk:
+            raise ValueError(f"chunk {chunk} must divide the batch size {b}")
+        parts = {k: ops.reshape(v, (b // chunk, chunk) + tuple(v.shape[1:]))
+                 for k, v in scene.items()}  # (B / chunk, chunk, ...)
+        bank = texture_bank(cfg) if bank is None else bank
+        frames = ops.map(lambda part: render_scene(part, cfg, bank), parts)
+        return ops.reshape(frames, (b,) + tuple(frames.shape[2:]))  # (B, T, H, W, 3)
     hgt, wid = cfg.image_size
     bank = texture_bank(cfg) if bank is None else bank
     n_bank, bh, bw, _ = bank.shape
@@ -415,7 +430,7 @@ def _boxes(pos, size):
 
 
 def train_batch(seed, index, batch_size: int, seq_len: int,
-                cfg: SyntheticConfig | None = None, *, bank=None,
+                cfg: SyntheticConfig | None = None, *, bank=None, chunk: int | None = None,
                 with_extras: bool = False) -> dict[str, Any]:
     """Training batch `index` of stream `seed`, rendered with backend ops.
 
@@ -425,6 +440,7 @@ def train_batch(seed, index, batch_size: int, seq_len: int,
         batch_size, seq_len: B and T (static).
         cfg: the distribution (`SyntheticConfig`, procedural textures).
         bank: `texture_bank(cfg)`, passed in as an argument of a compiled function.
+        chunk: render this many sequences at a time (`render_scene`); None: all at once.
         with_extras: add `distractor_boxes` (B, T, K, 4) (zero boxes in unused slots, as
             `synthetic.fixed_set` pads), `distractor_present` (B, K), `occluder_boxes`
             (B, T, 1, 4) and `occluder_present` (B,).
@@ -438,7 +454,7 @@ def train_batch(seed, index, batch_size: int, seq_len: int,
     ops = keras.ops
     cfg = cfg or SyntheticConfig()
     scene = sample_scene(seed, index, batch_size, seq_len, cfg)
-    out = dict(frames=render_scene(scene, cfg, bank), **scene_boxes(scene, cfg))
+    out = dict(frames=render_scene(scene, cfg, bank, chunk), **scene_boxes(scene, cfg))
     if with_extras:
         dis = _boxes(scene["pos"][:, 1:], scene["size"][:, 1:])  # (B, K, T, 4)
         out["distractor_boxes"] = ops.transpose(
@@ -461,7 +477,8 @@ def scene_boxes(scene: dict[str, Any], cfg: SyntheticConfig) -> dict[str, Any]:
     return dict(boxes=_boxes(pos, scene["size"][:, 0]), presence=ops.cumprod(inside, axis=1))
 
 
-def device_batches(cfg: SyntheticConfig, batch_size: int, seq_len: int, seed: int = 0):
+def device_batches(cfg: SyntheticConfig, batch_size: int, seq_len: int, seed: int = 0,
+                   chunk: int | None = None):
     """(render, bank): render(bank, index) -> training batch `index` of stream `seed`.
 
     `render` is pure and traceable: call it inside the compiled train step with the step
@@ -472,7 +489,7 @@ def device_batches(cfg: SyntheticConfig, batch_size: int, seq_len: int, seed: in
     _check(cfg, batch_size, seq_len)
 
     def render(bank, index):
-        batch = train_batch(seed, index, batch_size, seq_len, cfg, bank=bank)
+        batch = train_batch(seed, index, batch_size, seq_len, cfg, bank=bank, chunk=chunk)
         x = {"frames": batch["frames"], "box0": batch["boxes"][:, 0]}
         y = {"boxes": batch["boxes"], "presence": batch["presence"]}
         return x, y
