@@ -54,6 +54,11 @@ _DEVICE_SCRIPT = textwrap.dedent("""
         for tag, seed, index in (("a", 0, 5), ("b", 0, 5), ("c", 0, 6), ("d", 1, 5)):
             for key, value in step(seed, index, bank).items():
                 arrays[f"jit_{tag}/{key}"] = np.asarray(value)
+    if "cross" in configs:  # rendering in chunks of sequences changes nothing
+        cfg = SyntheticConfig()
+        for chunk in (None, 2):
+            frames = jax.jit(lambda chunk=chunk: sd.train_batch(2, 9, 4, 3, cfg, chunk=chunk))()
+            arrays[f"chunk_{chunk}/frames"] = np.asarray(frames["frames"])
     np.savez(out, **arrays)
 """)
 
@@ -79,7 +84,8 @@ def device(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def device_more(tmp_path_factory):
-    """Scenes of the crossing variant and of a target that may leave (one compile each)."""
+    """Scenes of the crossing variant and of a target that may leave (one compile each), and
+    one small batch rendered whole and in chunks."""
     return _sample_device(tmp_path_factory, {
         "cross": {"distractor_cross_speed": 6.0},
         "leave": {"allow_leave": True, "max_speed": 6.0}})
@@ -276,6 +282,11 @@ def test_boxes_inside_frame(device):
         assert (b[:, :2] >= -1e-3).all() and (b[:, 0] + b[:, 2] <= CFG.image_size[0] + 1e-3).all()
         assert (b[:, 1] + b[:, 3] <= CFG.image_size[1] + 1e-3).all()
         np.testing.assert_array_equal(s["presence"], 1.0)
+
+
+@pytest.mark.slow
+def test_chunks_render_the_same_frames(device_more):
+    np.testing.assert_array_equal(device_more["chunk_None/frames"], device_more["chunk_2/frames"])
 
 
 @pytest.mark.slow
