@@ -340,3 +340,19 @@ def test_photos_rejected():
 
     with pytest.raises(ValueError, match="procedural"):
         synthetic_device.sample_scene(0, 0, 2, 3, SyntheticConfig(texture_source="photos"))
+
+
+@pytest.mark.slow
+def test_tensorflow_backend_deterministic():
+    import keras
+
+    from hart_tf.data import synthetic_device
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the suite runs on another backend")
+    a, b, c = (synthetic_device.train_batch(0, i, 2, 3, CFG) for i in (5, 5, 6))
+    batch = {k: np.asarray(v) for k, v in a.items()}
+    pipeline.check_batch(batch, 2, CFG.image_size)
+    for key in a:
+        np.testing.assert_array_equal(batch[key], np.asarray(b[key]))
+    assert not np.array_equal(batch["boxes"], np.asarray(c["boxes"]))

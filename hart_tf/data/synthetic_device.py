@@ -2,18 +2,20 @@
 
 The same generator as the NumPy renderer (same motion model, sizes, look-alikes, occluder,
 panning background bank, shapes, textures and anti-aliased blending), written in `keras.ops`
-with fixed shapes, so a whole batch is one traceable function of (seed, batch index): under
-JAX it compiles with `jax.jit` and can run inside the train step, with no host transfer.
+with fixed shapes, so a whole batch is one traceable function of (seed, batch index): it
+compiles (`jax.jit`, `tf.function`) and can run inside the train step, with no host transfer.
+Rendering is dense (every pixel of every object layer), which suits an accelerator; on a CPU
+it is an order of magnitude slower than the NumPy renderer's crops.
 Per-sequence randomness of the NumPy path (how many look-alikes, which are in front, whether
 an occluder passes, which shape and texture) becomes masks and selections over a fixed
 maximum: every look-alike slot and every shape is computed and the unused ones get zero
 coverage.
 
-Randomness comes from two stateless draws (`keras.random.uniform` and `keras.random.normal`)
-keyed by (seed, index), rather than a `SeedGenerator`: a seed tensor keeps the function pure,
-so it traces inside a compiled step on every backend and the same (seed, index) gives the
-same batch, however often and wherever it is called. The streams are the backend's, not
-NumPy's: batches follow the NumPy path's distribution (tests/test_synthetic_device.py
+Randomness comes from two stateless draws (uniforms and normals) keyed by (seed, index),
+rather than a `SeedGenerator`: a seed tensor keeps the function pure, so it traces inside a
+compiled step (`jax.jit`, `tf.function`) and the same (seed, index) gives the same batch,
+however often it is called (on JAX and TensorFlow: `_draws`). The streams are the backend's,
+not NumPy's: batches follow the NumPy path's distribution (tests/test_synthetic_device.py
 compares them), not its numbers. The NumPy renderer stays the reference for the fixed
 validation and test sets; this one is for training batches.
 
@@ -57,16 +59,30 @@ def _check(cfg: SyntheticConfig, batch_size: int, seq_len: int) -> None:
         raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
 
 
-def _keys(seed, index):
-    """Two stateless seeds (uniforms, normals) from (seed, index), ints or int32 scalars."""
+def _draws(seed, index, b: int, n_uniform: int, n_normal: int):
+    """Uniforms (b, n_uniform) and standard normals (b, n_normal), float32, a pure function
+    of (seed, index): ints or int32 scalar tensors.
+
+    Stateless draws keyed by a seed tensor: `keras.random` takes one on JAX; TensorFlow's
+    Keras random ops take only ints or a `SeedGenerator`, so there its stateless ops are
+    called directly.
+    """
     import keras
 
     ops = keras.ops
-    # The seed dtype each backend's stateless random ops take.
-    dtype = {"jax": "uint32", "tensorflow": "int64"}.get(keras.backend.backend(), "int32")
-    seed = ops.cast(seed, "int32")
-    index = ops.cast(index, "int32")
-    return [ops.cast(ops.stack([seed, 2 * index + k]), dtype) for k in (0, 1)]
+    backend = keras.backend.backend()
+    if backend not in ("jax", "tensorflow"):
+        raise ValueError(f"the device renderer runs on JAX or TensorFlow, not {backend!r}")
+    dtype = "uint32" if backend == "jax" else "int64"  # each one's seed dtype
+    seed, index = ops.cast(seed, "int32"), ops.cast(index, "int32")
+    key_u, key_z = (ops.cast(ops.stack([seed, 2 * index + k]), dtype) for k in (0, 1))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return (tf.random.stateless_uniform((b, n_uniform), key_u, dtype="float32"),
+                tf.random.stateless_normal((b, n_normal), key_z, dtype="float32"))
+    return (keras.random.uniform((b, n_uniform), seed=key_u, dtype="float32"),
+            keras.random.normal((b, n_normal), seed=key_z, dtype="float32"))
 
 
 def _fold(x, lo, hi):
@@ -159,16 +175,14 @@ def sample_scene(seed, index, batch_size: int, seq_len: int,
     """
     import keras
 
-    ops, rnd = keras.ops, keras.random
+    ops = keras.ops
     cfg = cfg or SyntheticConfig()
     _check(cfg, batch_size, seq_len)
     b, t_len = batch_size, seq_len
     k_lo, k_max = cfg.n_distractors
     n, t2, j = 1 + k_max, 2 * t_len, cfg.distractor_jitter
     (su, nu), (sz, nz) = _layout(t_len, k_max)
-    key_u, key_z = _keys(seed, index)
-    uu = rnd.uniform((b, nu), seed=key_u, dtype="float32")
-    zz = rnd.normal((b, nz), seed=key_z, dtype="float32")
+    uu, zz = _draws(seed, index, b, nu, nz)
 
     def cut(draw, spans, name):
         lo, hi = spans[name]
