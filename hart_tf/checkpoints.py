@@ -79,10 +79,11 @@ def check_writable(directory: str | os.PathLike, flag: str) -> Path:
 
 def config_difference(saved: dict, current: dict) -> str | None:
     """Names the first model-config field that differs, as the flag a user would change."""
-    from hart_tf.config import HARTConfig
+    from hart_tf.config import REMOVED_FIELDS, HARTConfig
 
-    # A field newer than the checkpoint had its default there.
-    defaults = HARTConfig().to_dict()
+    # A field newer than the checkpoint had its default there; a field removed since holds
+    # the one value still supported.
+    defaults = {**REMOVED_FIELDS, **HARTConfig().to_dict()}
     for key in sorted(set(saved) | set(current)):
         if key in ("name", "alexnet_path"):
             continue

@@ -181,8 +181,7 @@ def config_from_flags() -> HARTConfig:
         "adaptive_loss": FLAGS.adaptive_loss,
         "l2_weight": FLAGS.l2_weight,
     }
-    for name in ("rnn_units", "keep_prob", "zoneout", "attention_tightness", "distance_loss",
-                 "box_readout", "attention_update", "att_gain", "v1_stride"):
+    for name in ("rnn_units", "keep_prob", "zoneout", "box_readout"):
         if getattr(FLAGS, name) is not None:
             overrides[name] = getattr(FLAGS, name)
     for name in ("image_size", "glimpse_size"):

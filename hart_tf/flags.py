@@ -52,22 +52,9 @@ flags.DEFINE_bool("learned_sigma", False, "RATM-style learned glimpse sigma (abl
 flags.DEFINE_bool("appearance_attention", True, "Use the appearance attention (Table 1).")
 flags.DEFINE_bool("attention_loss", True, "Train with the attention loss (Table 1).")
 flags.DEFINE_bool("appearance_loss", True, "Train with the appearance loss (Table 1).")
-flags.DEFINE_float("attention_tightness", None, "Weight of the attention loss's area term "
-                   "(the original: 1; larger keeps the glimpse from widening over time).")
-flags.DEFINE_float("distance_loss", None, "Weight of a centre-distance penalty (DIoU's, not in "
-                   "the paper) added to the tracking and attention losses: a box that has lost "
-                   "its object still gets a gradient back to it (default 0: the paper's loss).")
-flags.DEFINE_enum("box_readout", None, ["image", "glimpse", "map"],
-                  "Box correction in units of the image (the paper), of the attention box, or "
-                  "of the attention box moved to the location map's centroid (default: the "
-                  "preset's).")
-flags.DEFINE_integer("v1_stride", None, "Total stride of V1: 4, or 2 for the small V1 (a "
-                     "location map twice as fine; default: the preset's).")
-flags.DEFINE_enum("attention_update", None, ["image", "glimpse"],
-                  "Attention update in units of the image (the paper) or of the glimpse "
+flags.DEFINE_enum("box_readout", None, ["image", "glimpse"],
+                  "Box correction in units of the image (the paper) or of the attention box "
                   "(default: the preset's).")
-flags.DEFINE_float("att_gain", None, "Initial logit of the attention-update gate "
-                   "(the paper: -2.5).")
 flags.DEFINE_bool("adaptive_loss", True, "Learn the loss weights (lambda = s^2 + eps).")
 flags.DEFINE_float("l2_weight", 1e-4, "L2 weight decay on weight matrices and DFN weights.")
 
@@ -140,10 +127,6 @@ flags.register_validator("occlusion_prob", lambda v: 0.0 <= v <= 1.0,
                          message="--occlusion_prob must be in [0, 1]")
 flags.register_validator("distractor_front_prob", lambda v: 0.0 <= v <= 1.0,
                          message="--distractor_front_prob must be in [0, 1]")
-flags.register_validator("attention_tightness", lambda v: v is None or v >= 0,
-                         message="--attention_tightness must be >= 0")
-flags.register_validator("distance_loss", lambda v: v is None or v >= 0,
-                         message="--distance_loss must be >= 0")
 flags.register_validator("keep_prob", lambda v: v is None or 0.0 < v <= 1.0,
                          message="--keep_prob must be in (0, 1]")
 flags.register_validator("zoneout", lambda v: v is None or 0.0 <= v < 1.0,

@@ -80,41 +80,6 @@ def test_negative_learning_rate(capsys, out):
         "error: flag --learning_rate=-0.001: --learning_rate must be positive")
 
 
-def test_negative_attention_tightness(capsys, out):
-    assert _error(capsys, _args(out, "--attention_tightness=-1")) == (
-        "error: flag --attention_tightness=-1.0: --attention_tightness must be >= 0")
-
-
-def test_negative_distance_loss(capsys, out):
-    assert _error(capsys, _args(out, "--distance_loss=-1")) == (
-        "error: flag --distance_loss=-1.0: --distance_loss must be >= 0")
-
-
-@pytest.mark.parametrize("field,value,default", [
-    ("distance_loss", 0.5, 0.0),  # the paper's loss by default
-    ("attention_tightness", 10.0, 1.0),  # the original's weight by default
-])
-def test_loss_weight_flag_reaches_the_config_and_its_serialisation(field, value, default):
-    from absl import flags as absl_flags
-
-    from hart_tf import cli
-    from hart_tf.model import HART
-
-    absl_flags.FLAGS.unparse_flags()
-    try:
-        cli.parse_flags(["train", f"--{field}={value}"])
-        config = cli.config_from_flags()
-        absl_flags.FLAGS.unparse_flags()
-        cli.parse_flags(["train"])
-        assert getattr(cli.config_from_flags(), field) == default
-    finally:
-        absl_flags.FLAGS.unparse_flags()
-    assert getattr(config, field) == value
-    model = HART(config.replace(image_size=(64, 64), glimpse_size=(8, 8), v1_channels=8,
-                                rnn_units=12, dorsal_units=10))
-    assert getattr(HART.from_config(model.get_config()).config, field) == value
-
-
 @pytest.mark.parametrize("flag,message", [
     ("--num_distractors_max=-1", "--num_distractors_max must be >= 0"),
     ("--distractor_jitter=-0.1", "--distractor_jitter must be >= 0"),
@@ -263,11 +228,15 @@ def test_a_config_field_newer_than_the_checkpoint_takes_its_default():
     from hart_tf.config import HARTConfig
 
     current = HARTConfig().to_dict()
-    older = {k: v for k, v in current.items() if k != "attention_tightness"}
+    older = {k: v for k, v in current.items() if k != "attention_input"}
     assert config_difference(older, current) is None
-    tighter = HARTConfig(attention_tightness=10.0).to_dict()
-    assert config_difference(older, tighter) == (
-        "--attention_tightness is 10.0 here but 1.0 in the checkpoint")
+    pixels = HARTConfig(attention_input="pixels").to_dict()
+    assert config_difference(older, pixels) == (
+        "--attention_input is 'pixels' here but 'normalized' in the checkpoint")
+    # A field removed since holds its one supported value in an older checkpoint.
+    assert config_difference(dict(current, v1_stride=4), current) is None
+    assert config_difference(dict(current, v1_stride=2), current) == (
+        "--v1_stride is 4 here but 2 in the checkpoint")
 
 
 def test_checkpoint_with_another_curriculum(capsys, saved_run):
