@@ -135,10 +135,10 @@ def bench_train(t_len: int) -> None:
     """Staged-batch train step vs the same step rendering its own batch (JAX only)."""
     import jax
 
-    from hart_tf.config import HARTConfig
     from hart_tf.data.synthetic import SyntheticConfig
     from hart_tf.model import HART
-    from hart_tf.optim import GuardedRMSprop
+    from hart_tf.model.config import HARTConfig
+    from hart_tf.train.optimizers import GuardedRMSprop
 
     b = FLAGS.train_batch
     config = HARTConfig.from_preset("small")
