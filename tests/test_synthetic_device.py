@@ -335,13 +335,6 @@ def test_jit_deterministic_with_numpy_shapes(device):
         assert not np.array_equal(a["frames"], device[f"{other}/frames"])
 
 
-def test_photos_rejected():
-    from hart_tf.data import synthetic_device
-
-    with pytest.raises(ValueError, match="procedural"):
-        synthetic_device.sample_scene(0, 0, 2, 3, SyntheticConfig(texture_source="photos"))
-
-
 @pytest.mark.slow
 def test_tensorflow_backend_deterministic():
     import keras

@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import keras
 import numpy as np
 
-from hart_tf.data import synthetic
-from hart_tf.data.synthetic import SyntheticConfig
+from hart_tf.data.synthetic import SyntheticConfig, render
 
 _MIN_COLOUR = 40.0  # as the NumPy renderer: object colours stay above this
 _N_LOOK = 12  # uniforms of one random look (shape, orient, texture, freq, angle, phase, c1, c2)
@@ -43,16 +43,11 @@ def texture_bank(cfg: SyntheticConfig | None = None):
     Pass it to `train_batch` as an argument of a compiled function (rather than letting each
     trace embed its 4.7 MB as a constant).
     """
-    import keras
-
     cfg = cfg or SyntheticConfig()
-    return keras.ops.convert_to_tensor(synthetic._texture_bank(*cfg.image_size), "uint8")
+    return keras.ops.convert_to_tensor(render.texture_bank(*cfg.image_size), "uint8")
 
 
 def _check(cfg: SyntheticConfig, batch_size: int, seq_len: int) -> None:
-    if cfg.texture_source != "procedural":
-        raise ValueError("the device renderer draws texture_source='procedural' only, got "
-                         f"{cfg.texture_source!r}; use hart_tf.data.synthetic for photos")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(seq_len, int) or seq_len < 1:
@@ -67,8 +62,6 @@ def _draws(seed, index, b: int, n_uniform: int, n_normal: int):
     Keras random ops take only ints or a `SeedGenerator`, so there its stateless ops are
     called directly.
     """
-    import keras
-
     ops = keras.ops
     backend = keras.backend.backend()
     if backend not in ("jax", "tensorflow"):
@@ -87,8 +80,6 @@ def _draws(seed, index, b: int, n_uniform: int, n_normal: int):
 
 def _fold(x, lo, hi):
     """Reflects x into [lo, hi] at both ends (a path bounces off the borders)."""
-    import keras
-
     ops = keras.ops
     span = ops.maximum(hi - lo, 1e-6)
     u = ops.mod(x - lo, 2 * span)
@@ -97,8 +88,6 @@ def _fold(x, lo, hi):
 
 def _shift(x, axis: int):
     """Cumulative sum along `axis` starting at zero: the total before each step."""
-    import keras
-
     ops = keras.ops
     c = ops.cumsum(x, axis=axis)
     n = x.shape[axis]
@@ -108,8 +97,6 @@ def _shift(x, axis: int):
 
 def _middle_frame(u, t_len: int):
     """int32 frame indices in the middle half of the sequence from uniforms u in [0, 1)."""
-    import keras
-
     first, last = t_len // 4, max(t_len // 4, (3 * t_len) // 4)
     idx = first + keras.ops.floor(u * (last - first + 1))
     return keras.ops.cast(keras.ops.minimum(idx, last), "int32")
@@ -117,16 +104,12 @@ def _middle_frame(u, t_len: int):
 
 def _at(x, t_idx, t_len: int):
     """x (..., T, C) at frame t_idx (...): (..., C), as a one-hot sum (any backend)."""
-    import keras
-
     hot = keras.ops.one_hot(t_idx, t_len, dtype=x.dtype)  # (..., T)
     return keras.ops.sum(x * hot[..., None], axis=-2)
 
 
 def _look(u):
     """A random look from uniforms u (..., 12), as in the NumPy renderer."""
-    import keras
-
     ops = keras.ops
     return dict(
         shape=ops.cast(ops.minimum(ops.floor(u[..., 0] * 4), 3), "int32"),
@@ -173,8 +156,6 @@ def sample_scene(seed, index, batch_size: int, seq_len: int,
         `occ_colour` (B, 6); the background's `bg_tex` (B,), `bg_flip` (B,), `bg_y`, `bg_x`
         (B, T) int32 window corners in the bank texture.
     """
-    import keras
-
     ops = keras.ops
     cfg = cfg or SyntheticConfig()
     _check(cfg, batch_size, seq_len)
@@ -270,8 +251,6 @@ def sample_scene(seed, index, batch_size: int, seq_len: int,
 
 def _occluder(u, u_look, tint, on, pos, size) -> dict[str, Any]:
     """A bar sweeping across the target (pos, size (B, T, 2)) around a middle frame."""
-    import keras
-
     ops = keras.ops
     t_len = pos.shape[1]
     t_occ = _middle_frame(u[:, 0], t_len)  # (B,)
@@ -302,8 +281,6 @@ def _occluder(u, u_look, tint, on, pos, size) -> dict[str, Any]:
 
 def _background(u, cfg: SyntheticConfig, t_len: int) -> dict[str, Any]:
     """Which bank texture, flipped or not, and its window's corner in every frame."""
-    import keras
-
     ops = keras.ops
     hgt, wid = cfg.image_size
     pan = cfg.pan_speed * (2 * u[:, :2] - 1)  # (B, 2) pixels per frame
@@ -317,15 +294,13 @@ def _background(u, cfg: SyntheticConfig, t_len: int) -> dict[str, Any]:
     top = ops.max(steps, 1)  # (B, 2)
     corner = ops.floor(u[:, 2:4] * (extent - top + 1))  # (B, 2)
     window = ops.cast(corner[:, None] + steps, "int32")  # (B, T, 2)
-    n_bank = synthetic._BANK_SIZE
+    n_bank = render._BANK_SIZE
     return dict(bg_tex=ops.cast(ops.minimum(ops.floor(u[:, 4] * n_bank), n_bank - 1), "int32"),
                 bg_flip=u[:, 5] >= 0.5, bg_y=window[..., 0], bg_x=window[..., 1])
 
 
 def _sdf(shape, orient, dy, dx, ry, rx):
     """Signed distance (> 0 inside) for per-sequence shape/orient (B, 1, 1, 1) int32."""
-    import keras
-
     ops = keras.ops
     box = ops.minimum(rx - ops.abs(dx), ry - ops.abs(dy))
     f = (1 - (dx / rx) ** 2) - (dy / ry) ** 2
@@ -347,8 +322,6 @@ def _sdf(shape, orient, dy, dx, ry, rx):
 
 def _pattern(kind, freq, angle, phase, u, v):
     """Texture in [0, 1] at object coordinates u, v; kind (B, 1, 1, 1) int32."""
-    import keras
-
     ops = keras.ops
     f = math.pi * freq
     stripes = 0.5 + 0.5 * ops.sin((f * ops.cos(angle)) * u + ((f * ops.sin(angle)) * v + phase))
@@ -361,8 +334,6 @@ def _blend(frame, pos, size, visible, shape, orient, texture, freq, angle, phase
     """Alpha-blends one object layer into frame (B, T, H, W, 3) float32, truncating to
     whole values as the NumPy renderer's uint8 store does. pos, size (B, T, 2); visible,
     freq, angle, phase (B,); colour (B, 6); shape, orient, texture (B,) int32."""
-    import keras
-
     ops = keras.ops
     hgt, wid = frame.shape[2:4]
 
@@ -391,8 +362,6 @@ def render_scene(scene: dict[str, Any], cfg: SyntheticConfig | None = None, bank
     the compiler keeps a few float32 (B, T, H, W) intermediates per object layer, 1 GB each
     at B=1024, T=20, so chunks bound the renderer's memory next to a train step's.
     """
-    import keras
-
     ops = keras.ops
     cfg = cfg or SyntheticConfig()
     b = scene["pos"].shape[0]
@@ -438,8 +407,6 @@ def render_scene(scene: dict[str, Any], cfg: SyntheticConfig | None = None, bank
 
 
 def _boxes(pos, size):
-    import keras
-
     return keras.ops.concatenate([pos - size / 2, size], -1)
 
 
@@ -463,8 +430,6 @@ def train_batch(seed, index, batch_size: int, seq_len: int,
         frames (B, T, H, W, 3) uint8, boxes (B, T, 4) float32 (y, x, h, w) and presence
         (B, T) float32, as `synthetic.train_batch`.
     """
-    import keras
-
     ops = keras.ops
     cfg = cfg or SyntheticConfig()
     scene = sample_scene(seed, index, batch_size, seq_len, cfg)
@@ -481,8 +446,6 @@ def train_batch(seed, index, batch_size: int, seq_len: int,
 
 def scene_boxes(scene: dict[str, Any], cfg: SyntheticConfig) -> dict[str, Any]:
     """The target's boxes (B, T, 4) and presence (B, T) of a scene."""
-    import keras
-
     ops = keras.ops
     pos = scene["pos"][:, 0]  # (B, T, 2)
     image = np.array(cfg.image_size, np.float32)
