@@ -1,5 +1,6 @@
 """Test configuration and shared fixtures: backend default, slow-test opt-in, shared data,
-a command-line runner and the small tracking models of the tracker, export and track tests."""
+a command-line runner, clips in the GOT-10k and LaSOT layouts, and the small tracking models
+of the tracker, export and track tests."""
 
 import os
 import pathlib
@@ -8,7 +9,9 @@ from typing import NamedTuple
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -131,6 +134,78 @@ def train_tiny_on_clips(run_cli, tmp_path):
     return train
 
 
+# ---- tracking datasets on disk (GOT-10k and LaSOT layouts) -----------------------------
+
+CLIP_RED = (230, 20, 20)
+
+
+def _clip_frames(folder, n, hw, absent=(), fmt="jpg"):
+    """`n` frames of grey noise with a red box (x, y, w, h) moving right, drawn only on the
+    frames not in `absent`; returns the boxes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(n)
+    boxes = []
+    for i in range(n):
+        img = rng.integers(90, 140, (*hw, 3)).astype(np.uint8)
+        x, y, w, h = 4 + 2 * i * hw[1] // 160, hw[0] // 3, hw[1] // 5, hw[0] // 4
+        if i not in absent:
+            img[y:y + h, x:x + w] = CLIP_RED
+        Image.fromarray(img).save(folder / f"{i + 1:08d}.{fmt}", quality=95)
+        boxes.append((x, y, w, h))
+    return boxes
+
+
+def _got10k(root, name, n=16, hw=(60, 80), absent=(3, 4, 9)):
+    """GOT-10k: comma-separated boxes, absence.txt, frames beside groundtruth.txt."""
+    seq = root / name
+    boxes = _clip_frames(seq, n, hw, absent)
+    (seq / "groundtruth.txt").write_text(
+        "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in boxes))
+    (seq / "absence.txt").write_text("".join(f"{int(i in absent)}\n" for i in range(n)))
+    return seq
+
+
+def _lasot(root, name, n=16, hw=(60, 80), occluded=(5,), out_of_view=(6,), empty=(7,)):
+    """LaSOT: <category>/<name>/, frames in img/, occlusion and out-of-view flags on one
+    comma-separated line, and an empty 0,0,0,0 box."""
+    seq = root / name
+    boxes = _clip_frames(seq / "img", n, hw, absent={*occluded, *out_of_view, *empty})
+    lines = ["0,0,0,0" if i in empty else ",".join(map(str, b)) for i, b in enumerate(boxes)]
+    (seq / "groundtruth.txt").write_text("\n".join(lines) + "\n")
+    (seq / "full_occlusion.txt").write_text(",".join(str(int(i in occluded)) for i in range(n)))
+    (seq / "out_of_view.txt").write_text(",".join(str(int(i in out_of_view)) for i in range(n)))
+    return seq
+
+
+@pytest.fixture
+def clip_layouts():
+    """Writers of synthetic clips in the real datasets' layouts: `got10k(root, name, n=16,
+    hw=(60, 80), absent=(3, 4, 9))` and `lasot(root, name, n=16, hw=(60, 80), occluded=(5,),
+    out_of_view=(6,), empty=(7,))`; each draws a red box moving right on grey noise."""
+    import types
+
+    return types.SimpleNamespace(got10k=_got10k, lasot=_lasot)
+
+
+@pytest.fixture
+def got_root(tmp_path):
+    """Two GOT-10k clips of 16 frames (target absent on frames 3, 4 and 9) and list.txt."""
+    root = tmp_path / "got10k"
+    for i in (1, 2):
+        _got10k(root, f"GOT-10k_Train_{i:06d}")
+    (root / "list.txt").write_text("GOT-10k_Train_000001\nGOT-10k_Train_000002\n")
+    return root
+
+
+@pytest.fixture
+def lasot_root(tmp_path):
+    """Two LaSOT clips of 16 frames: airplane/airplane-1 and bird/bird-2."""
+    root = tmp_path / "lasot"
+    _lasot(root, "airplane/airplane-1")
+    _lasot(root, "bird/bird-2", occluded=(2, 3))
+    return root
+
+
 # ---- tracking models ----------------------------------------------------------------------
 # `trained_checkpoint` is a small HART trained for about 40 s on two CPU cores on easy
 # synthetic clips (one target, no distractors, no occluder) until it follows the target;
@@ -173,8 +248,9 @@ def trained_checkpoint(tmp_path_factory, tracking_config, easy_clips) -> pathlib
 
     steps, batch, length = 150, 16, 8
     keras.utils.set_random_seed(0)
-    model = build_model(TrainOptions.from_flat(config=tracking_config, learning_rate=1e-3,
-                                               batch_size=batch))
+    model = build_model(TrainOptions.from_flat(
+        config=tracking_config, optimizer="rmsprop", learning_rate=1e-3, batch_size=batch,
+        unroll=False))
 
     def batches():
         i = 0

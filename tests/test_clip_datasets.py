@@ -13,63 +13,7 @@ from PIL import Image
 from hart_tf.data import clip_windows, clips
 from hart_tf.data.errors import DataError
 
-RED = (230, 20, 20)
 SIZE = (48, 64)  # the windows' (H, W)
-
-
-def _frames(folder, n, hw, absent=(), fmt="jpg"):
-    """`n` frames of grey noise with a red box (x, y, w, h) moving right, drawn only on the
-    frames not in `absent`; returns the boxes."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(n)
-    boxes = []
-    for i in range(n):
-        img = rng.integers(90, 140, (*hw, 3)).astype(np.uint8)
-        x, y, w, h = 4 + 2 * i * hw[1] // 160, hw[0] // 3, hw[1] // 5, hw[0] // 4
-        if i not in absent:
-            img[y:y + h, x:x + w] = RED
-        Image.fromarray(img).save(folder / f"{i + 1:08d}.{fmt}", quality=95)
-        boxes.append((x, y, w, h))
-    return boxes
-
-
-def _got10k(root, name, n=16, hw=(60, 80), absent=(3, 4, 9)):
-    """GOT-10k: comma-separated boxes, absence.txt, frames beside groundtruth.txt."""
-    seq = root / name
-    boxes = _frames(seq, n, hw, absent)
-    (seq / "groundtruth.txt").write_text(
-        "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in boxes))
-    (seq / "absence.txt").write_text("".join(f"{int(i in absent)}\n" for i in range(n)))
-    return seq
-
-
-def _lasot(root, name, n=16, hw=(60, 80), occluded=(5,), out_of_view=(6,), empty=(7,)):
-    """LaSOT: <category>/<name>/, frames in img/, occlusion and out-of-view flags on one
-    comma-separated line, and an empty 0,0,0,0 box."""
-    seq = root / name
-    boxes = _frames(seq / "img", n, hw, absent={*occluded, *out_of_view, *empty})
-    lines = ["0,0,0,0" if i in empty else ",".join(map(str, b)) for i, b in enumerate(boxes)]
-    (seq / "groundtruth.txt").write_text("\n".join(lines) + "\n")
-    (seq / "full_occlusion.txt").write_text(",".join(str(int(i in occluded)) for i in range(n)))
-    (seq / "out_of_view.txt").write_text(",".join(str(int(i in out_of_view)) for i in range(n)))
-    return seq
-
-
-@pytest.fixture
-def got_root(tmp_path):
-    root = tmp_path / "got10k"
-    for i in (1, 2):
-        _got10k(root, f"GOT-10k_Train_{i:06d}")
-    (root / "list.txt").write_text("GOT-10k_Train_000001\nGOT-10k_Train_000002\n")
-    return root
-
-
-@pytest.fixture
-def lasot_root(tmp_path):
-    root = tmp_path / "lasot"
-    _lasot(root, "airplane/airplane-1")
-    _lasot(root, "bird/bird-2", occluded=(2, 3))
-    return root
 
 
 def _redness(frames):
@@ -128,9 +72,9 @@ def test_presence_is_zero_exactly_where_the_target_is_absent(lasot_root, cache_m
     assert seen_absent > 0
 
 
-def test_lazy_windows_match_eager_ones(tmp_path):
+def test_lazy_windows_match_eager_ones(tmp_path, clip_layouts):
     root = tmp_path / "hd"
-    _got10k(root, "a", n=12, hw=(240, 320), absent=(5,))
+    clip_layouts.got10k(root, "a", n=12, hw=(240, 320), absent=(5,))
     eager = clip_windows.ClipWindows(root, ["all"], SIZE)
     exact = clip_windows.ClipWindows(root, ["all"], SIZE, cache_mb=0, draft=False)
     draft = clip_windows.ClipWindows(root, ["all"], SIZE, cache_mb=0)
@@ -158,7 +102,8 @@ def test_memory_budget_decides_lazy_mode(got_root):
     assert clip_windows.ClipWindows(got_root, ["all"], SIZE, cache_mb=need_mb * 0.99).lazy
 
 
-def test_bad_frames_and_unusable_clips_are_one_line_errors(got_root, lasot_root, capsys):
+def test_bad_frames_and_unusable_clips_are_one_line_errors(got_root, lasot_root, capsys,
+                                                           clip_layouts):
     seq = got_root / "GOT-10k_Train_000002"
     Image.new("RGB", (81, 60)).save(seq / "00000005.jpg")
     with pytest.raises(DataError, match=r"00000005.jpg: image is 81x60 but the sequence's "
@@ -179,7 +124,7 @@ def test_bad_frames_and_unusable_clips_are_one_line_errors(got_root, lasot_root,
     with pytest.raises(DataError, match="none of the 1 training clips has a frame"):
         clip_windows.ClipWindows(lasot_root, ["bird/bird-2"], SIZE)
     # Absent on its first and last frames, a 10-frame clip has no 10-frame window.
-    _got10k(lasot_root, "cut", n=10, absent=(0, 9))
+    clip_layouts.got10k(lasot_root, "cut", n=10, absent=(0, 9))
     cut = clip_windows.ClipWindows(lasot_root, ["cut"], SIZE)
     assert cut.unusable(8) == 0 and cut.unusable(10) == 1
     with pytest.raises(DataError, match="no training clip has a window of 10 frames that "
@@ -187,8 +132,14 @@ def test_bad_frames_and_unusable_clips_are_one_line_errors(got_root, lasot_root,
         cut.sample(np.random.default_rng(0), 10)
 
 
-def test_train_cli_trains_on_all_clips_of_a_folder(lasot_root, tmp_path, train_tiny_on_clips):
-    out = train_tiny_on_clips(lasot_root, "--train_clips=all", "--train_clips_cache_mb=0").out
+def test_train_cli_trains_on_all_clips_of_a_folder(lasot_root, tmp_path, train_tiny_on_clips,
+                                                   monkeypatch):
+    from hart_tf.cli import train as train_cli
+
+    from_flags = train_cli.options_from_flags  # frames decoded per window, as for a big set
+    monkeypatch.setattr(train_cli, "options_from_flags",
+                        lambda: from_flags().replace(train_clips_cache_mb=0))
+    out = train_tiny_on_clips(lasot_root, "--train_clips=all").out
     assert (f"Training on all 2 real clips of {lasot_root} (32 frames, decoded per window, "
             "1 of every 2 sequences); held out: none") in out
     run = tmp_path / "ck" / "r"
@@ -204,10 +155,12 @@ def test_train_cli_trains_on_all_clips_of_a_folder(lasot_root, tmp_path, train_t
 def test_small_sets_stay_eager_and_give_the_windows_they_gave_before(shared_data):
     # SHA-256 of a batch of two shared clips' windows, as the eager-only ClipWindows (before
     # lazy mode and absent frames) gave it for this generator; lazy mode without draft too.
+    # Strides 1 and 2 as then (stride 3 came later) and no colour jitter: the same windows.
     golden = "5ec9616a6c75b7c752ae11c62109b2074bdbd8e3aea5f2b5fee5ebbbd8d6a176"
     root = shared_data / "real_clips"
     for kwargs in ({}, {"cache_mb": 0, "draft": False}):
-        windows = clip_windows.ClipWindows(root, ["Dog1", "Skiing"], (96, 128), **kwargs)
+        windows = clip_windows.ClipWindows(root, ["Dog1", "Skiing"], (96, 128), strides=(1, 2),
+                                           **kwargs)
         assert windows.lazy == bool(kwargs)
         b = clip_windows.window_batch(windows, np.random.default_rng(3), 4, 10)
         digest = hashlib.sha256(b["frames"].tobytes() + b["boxes"].tobytes()

@@ -158,15 +158,14 @@ def _iou_xywh(a, b) -> float:
 
 
 @pytest.fixture
-def nested_root(tmp_path):
+def nested_root(tmp_path, clip_layouts):
     """LaSOT-like: airplane-1 (8 frames) hides its target on frames 0 (occluded), 3 (out of
     view) and 5 (0,0,0,0 box); bird-2 shows it on frame 0 only; cat-3 shows it throughout."""
-    from test_clip_datasets import _lasot
-
+    lasot = clip_layouts.lasot
     root = tmp_path / "lasot"
-    _lasot(root, "airplane/airplane-1", n=8, occluded=(0,), out_of_view=(3,), empty=(5,))
-    _lasot(root, "bird/bird-2", n=5, occluded=(1, 2, 3, 4), out_of_view=(), empty=())
-    _lasot(root, "cat/cat-3", n=6, occluded=(), out_of_view=(), empty=())
+    lasot(root, "airplane/airplane-1", n=8, occluded=(0,), out_of_view=(3,), empty=(5,))
+    lasot(root, "bird/bird-2", n=5, occluded=(1, 2, 3, 4), out_of_view=(), empty=())
+    lasot(root, "cat/cat-3", n=6, occluded=(), out_of_view=(), empty=())
     return root
 
 

@@ -1,4 +1,4 @@
-"""Data-parallel training (hart_tf/distribute.py) on virtual CPU devices.
+"""Data-parallel training (hart_tf/train/distribute.py) on virtual CPU devices.
 
 Each multi-device check runs in a subprocess whose environment makes 4 devices before the
 backend starts (JAX: XLA_FLAGS=--xla_force_host_platform_device_count=4; TF: 4 logical
@@ -446,7 +446,8 @@ def test_only_the_chief_writes_checkpoints(tmp_path, monkeypatch):
 def test_flags_offer_the_modes_of_the_module():
     from absl import flags as absl_flags
 
-    from hart_tf import distribute, flags  # noqa: F401  (defines the flags)
+    from hart_tf.cli import flags  # noqa: F401  (defines the flags)
+    from hart_tf.train import distribute
 
     f = absl_flags.FLAGS
     assert tuple(f["distribute"].parser.enum_values) == distribute.MODES

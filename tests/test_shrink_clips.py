@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from test_clip_datasets import got_root, lasot_root  # noqa: F401
 
 from hart_tf.data import clip_windows, clips
 
@@ -15,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import shrink_clips  # noqa: E402
 
 
-def test_shrunk_lasot_keeps_names_boxes_and_absent_frames(lasot_root, tmp_path):  # noqa: F811
+def test_shrunk_lasot_keeps_names_boxes_and_absent_frames(lasot_root, tmp_path):
     dst = tmp_path / "small"
     assert shrink_clips.shrink(lasot_root, dst, max_side=40, workers=2) == (2, 0)
     assert clips.find_sequences(dst) == clips.find_sequences(lasot_root)
@@ -39,7 +38,7 @@ def test_shrunk_lasot_keeps_names_boxes_and_absent_frames(lasot_root, tmp_path):
     assert shrink_clips.shrink(lasot_root, dst, max_side=40) == (0, 2)
 
 
-def test_frames_already_small_keep_their_size_and_boxes(got_root, tmp_path):  # noqa: F811
+def test_frames_already_small_keep_their_size_and_boxes(got_root, tmp_path):
     dst = tmp_path / "same"
     shrink_clips.shrink(got_root, dst, max_side=480)
     name = clips.find_sequences(got_root)[0]
@@ -51,7 +50,7 @@ def test_frames_already_small_keep_their_size_and_boxes(got_root, tmp_path):  # 
     assert (dst / name / "absence.txt").read_text() == (got_root / name / "absence.txt").read_text()
 
 
-def test_cli_reports_in_one_line(lasot_root, tmp_path, capsys):  # noqa: F811
+def test_cli_reports_in_one_line(lasot_root, tmp_path, capsys):
     assert shrink_clips.main([f"--src={lasot_root}", f"--dst={tmp_path / 'o'}",
                               "--max_side=40", "--workers=1"]) == 0
     assert capsys.readouterr().out == (f"Shrunk 2 sequences into {tmp_path / 'o'} (longest "

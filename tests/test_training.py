@@ -53,7 +53,7 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, run_cli)
     assert (state["step"], state["epoch"], state["epoch_step"]) == (2, 1, 0)
     assert state["curriculum"]["index"] == 1  # threshold 0: grows after one epoch
     assert state["data"] == {  # what it trained on, by flag name
-        "dataset": "synthetic", "texture_source": "procedural", "num_distractors_max": 3,
+        "dataset": "synthetic", "num_distractors_max": 3,
         "distractor_jitter": 0.15, "distractor_front_prob": 0.5, "distractor_cross_speed": 0.0,
         "occlusion_prob": 0.5}
     assert len(list(logdir.glob("events.out.tfevents.*"))) == 1
@@ -66,11 +66,14 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, run_cli)
     assert ("warning: ckpt-2.keras was trained on other synthetic data: "
             "--distractor_cross_speed=0.0 (here 2.0); training goes on with this run's "
             "flags") in resumed.err
-    report = json.loads(out[out.index("{"):out.rindex("}") + 1])
-    assert report["checkpoint"] == str(run / "best.keras")
-    assert report["test"]["steps"] == 2 and report["test"]["sequences"] == 2
-    assert out.strip().splitlines()[-1].startswith("Test mean IoU over 2 steps: ")
+    # A short summary ends the run, no JSON; the whole record is in summary.json.
+    result, where, tensorboard, _ = out.strip().splitlines()[-4:]
+    assert result.startswith("Test mean IoU over 2 steps: ") and "{" not in out
+    assert where.startswith(f"Checkpoint: {run / 'best.keras'}")
+    assert tensorboard == f"TensorBoard: tensorboard --logdir {logdir}"
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["checkpoint"] == str(run / "best.keras")
+    assert summary["test"]["steps"] == 2 and summary["test"]["sequences"] == 2
     assert (summary["step"], summary["epoch"], summary["length"]) == (4, 2, 3)
     assert summary["data"]["distractor_cross_speed"] == 2.0
     assert [h["length"] for h in summary["history"]] == [2, 3]

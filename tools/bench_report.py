@@ -1,4 +1,4 @@
-"""Benchmark records as text: a one-line summary each and rows appended to BENCHMARKS.md."""
+"""Benchmark records as text: a one-line summary each and rows appended to the run log."""
 
 from __future__ import annotations
 
