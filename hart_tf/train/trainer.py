@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -46,6 +44,7 @@ from hart_tf.train.checkpoints import CheckpointManager, check_writable, config_
 from hart_tf.train.curriculum import collapse_warning
 from hart_tf.train.optimizers import make_optimizer
 from hart_tf.train.options import TrainOptions
+from hart_tf.utils.files import write_json_atomic
 
 
 def _jit(options: TrainOptions) -> bool:
@@ -488,9 +487,5 @@ def train(options: TrainOptions) -> dict:
         clips = trainer.source.clips
         summary["train_clips"] = {"dir": str(clips.root), "trained_on": clips.names,
                                   "held_out": clips.held_out()}
-    options.run_dir.mkdir(parents=True, exist_ok=True)
-    out = options.run_dir / "summary.json"
-    tmp = out.with_name(".tmp-summary.json")
-    tmp.write_text(json.dumps(summary, indent=1, default=float))
-    os.replace(tmp, out)
+    write_json_atomic(options.run_dir / "summary.json", summary, indent=1, default=float)
     return summary

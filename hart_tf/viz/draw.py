@@ -10,10 +10,8 @@ Plots use `matplotlib.figure.Figure` with the Agg canvas directly (never pyplot)
 this module changes no global matplotlib state.
 """
 
-import contextlib
 import functools
 import os
-import uuid
 from collections.abc import Collection, Mapping, Sequence
 
 import matplotlib
@@ -22,6 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
+
+from hart_tf.utils.files import write_atomic
 
 Color = tuple[int, int, int]
 
@@ -293,7 +293,7 @@ def iou_per_step_figure(
 def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
     """Writes an image as PNG atomically (temp file, then `os.replace`), creating folders."""
     image = Image.fromarray(_as_rgb_uint8(array, f"save_png({os.fspath(path)!r})"))
-    _atomic_save(path, lambda f: image.save(f, format="PNG"))
+    write_atomic(path, lambda f: image.save(f, format="PNG"))
 
 
 def save_gif(
@@ -320,7 +320,7 @@ def save_gif(
     video = _as_rgb_uint8(np.stack(list(frames)), f"{where}: frames", batch=True)
     images = [Image.fromarray(f) for f in video]
     duration_ms = max(10, _round(1000.0 / fps))
-    _atomic_save(
+    write_atomic(
         path,
         lambda f: images[0].save(
             f,
@@ -331,24 +331,6 @@ def save_gif(
             loop=0,
         ),
     )
-
-
-def _atomic_save(path: str | os.PathLike, write) -> None:
-    """Calls `write(file)` on a temp file beside `path`, then renames it to `path`."""
-    path = os.path.abspath(os.fspath(path))
-    folder, base = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with 0o666 lets the umask decide permissions, as a plain open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _as_rgb_uint8(array, what: str, batch: bool = False) -> np.ndarray:
