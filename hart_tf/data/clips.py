@@ -11,7 +11,8 @@ frames in `img/`) and mark frames where the target is not visible, which only th
 reader (`read_training_boxes`) accepts: a zero, negative or NaN box, GOT-10k's `absence.txt`
 (one 0/1 a frame) and LaSOT's `full_occlusion.txt` / `out_of_view.txt` (0/1 on one line).
 Boxes here are (x, y, w, h) as in the files and in OpenCV; `hart_tf.utils.boxes.xywh_to_yxhw`
-turns them into the (y, x, h, w) order of the rest of hart_tf. NumPy and PIL only; never imports the model.
+turns them into the (y, x, h, w) order of the rest of hart_tf. NumPy and PIL only; never
+imports the model.
 """
 
 from __future__ import annotations
