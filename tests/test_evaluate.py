@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 from absl import flags as absl_flags
-from hart_tf.model.config import HARTConfig
 
 from hart_tf.cli import common as cli
 from hart_tf.cli import evaluate as evaluate_cli
 from hart_tf.eval.sequences import evaluate_opencv, score
+from hart_tf.model.config import HARTConfig
 from hart_tf.model.hart import HART
 
 FLAGS = absl_flags.FLAGS
@@ -120,7 +120,6 @@ def test_evaluate_cli_without_opencv_says_what_to_install(tiny_checkpoint, capsy
 def test_evaluate_warns_when_the_test_data_is_not_what_the_run_trained_on(
         tiny_checkpoint, tmp_path, capsys):
     from hart_tf.model.saving import load_model
-
     from hart_tf.train.checkpoints import CheckpointManager
 
     model = load_model(tiny_checkpoint)
