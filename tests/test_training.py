@@ -66,7 +66,7 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
     assert (state["step"], state["epoch"], state["epoch_step"]) == (2, 1, 0)
     assert state["curriculum"]["index"] == 1  # threshold 0: grows after one epoch
     assert state["data"] == {  # what it trained on, by flag name
-        "dataset": "synthetic", "texture_source": "procedural", "num_distractors_max": 3,
+        "dataset": "synthetic", "num_distractors_max": 3,
         "distractor_jitter": 0.15, "distractor_front_prob": 0.5, "distractor_cross_speed": 0.0,
         "occlusion_prob": 0.5}
     assert len(list(logdir.glob("events.out.tfevents.*"))) == 1
@@ -89,12 +89,13 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
     assert json.loads((run / "best.json").read_text())["step"] == 4  # first epoch at T=3
 
     scalars = _scalars(logdir)  # both processes' event files
-    assert scalars["train/sequence_length"] == {1: 2.0, 2: 2.0, 3: 3.0, 4: 3.0}
-    assert set(scalars["train/loss"]) == {1, 2, 3, 4}
-    assert set(scalars["train/skipped_updates"]) == {1, 2, 3, 4}
-    assert set(scalars["epoch/val_iou"]) == {2, 4}
-    assert {"train/tracking", "train/attention", "train/appearance", "train/iou",
-            "train/grad_norm", "train/learning_rate", "train/lambda_tracking"} <= set(scalars)
+    assert scalars["curriculum/length"] == {1: 2.0, 2: 2.0, 3: 3.0, 4: 3.0}
+    assert set(scalars["loss/total"]) == {1, 2, 3, 4}
+    assert set(scalars["optim/skipped_updates"]) == {1, 2, 3, 4}
+    assert set(scalars["val/iou_current_length"]) == set(scalars["val/iou_final_length"]) == {
+        2, 4}
+    assert {"loss/tracking", "loss/attention", "loss/appearance", "metrics/iou",
+            "optim/grad_norm", "optim/learning_rate", "lambda/tracking"} <= set(scalars)
     images = [(step, value.shape) for step, tag, value in _events(logdir)
               if tag == "val/tracking"]
     assert [step for step, _ in images] == [2, 4]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from hart_tf.data import clip_windows, kitti, kth, synthetic
-from hart_tf.eval.sequences import predict
+from hart_tf.eval.sequences import predict, score
 from hart_tf.model import metrics
 
 
@@ -113,3 +113,24 @@ def evaluate_iou(model, data: dict[str, np.ndarray], length: int, batch_size: in
     cut = {k: v[:, :length] for k, v in data.items()}
     pred = predict(model, cut, batch_size)["boxes"]
     return float(np.asarray(metrics.mean_iou(pred, cut["boxes"], cut["presence"])))
+
+
+def validate(model, data: dict[str, np.ndarray], length: int, batch_size: int) -> dict[str, Any]:
+    """Validation scores at the training length `length` and at the set's full (the longest)
+    length, from one prediction over the full length (the model is causal: its first
+    `length` boxes are those of a `length`-frame run).
+
+    Returns:
+        {"current_length": `length`, "final_length": the set's length, "current" and
+        "final": `score` dicts (mean_iou, iou_per_step, success_auc, precision_20),
+        "static": the static baseline's `score` at the final length}.
+    """
+    pred = predict(model, data, batch_size)["boxes"]
+    gt, presence = data["boxes"], data["presence"]
+    steps = gt.shape[1]
+    return {
+        "current_length": min(length, steps), "final_length": steps,
+        "current": score(pred[:, :length], gt[:, :length], presence[:, :length]),
+        "final": score(pred, gt, presence),
+        "static": score(metrics.static_baseline(gt[:, 0], steps), gt, presence),
+    }

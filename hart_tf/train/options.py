@@ -136,6 +136,9 @@ class RunOptions:
         resume: continue from the run's newest good checkpoint, if any.
         init_from: start a new run from the weights of this checkpoint.
         image_every: TensorBoard images every N updates (0: none).
+        image_frames: frames of each TensorBoard sequence strip (0: every frame).
+        histogram_every: TensorBoard histograms (lambda, gradient norms, weights) every N
+            updates (0: none).
         seed: seeds the weights, the data and the noise.
         jit_compile: "auto" (on for JAX, off for TensorFlow on the CPU), "true" or "false".
         unroll: unroll the recurrence (TensorFlow on the CPU: faster steps).
@@ -157,6 +160,8 @@ class RunOptions:
     resume: bool = True
     init_from: str | None = None
     image_every: int = 500
+    image_frames: int = 6
+    histogram_every: int = 100
     seed: int = 0
     jit_compile: str = "auto"
     unroll: bool = True

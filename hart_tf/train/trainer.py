@@ -46,6 +46,7 @@ from hart_tf.train.checkpoints import CheckpointManager, check_writable, config_
 from hart_tf.train.curriculum import collapse_warning
 from hart_tf.train.optimizers import make_optimizer
 from hart_tf.train.options import TrainOptions
+from hart_tf.train.summaries import Summaries
 
 
 def _jit(options: TrainOptions) -> bool:
@@ -147,6 +148,12 @@ def _guarded_variables(model) -> list:
     return stats + list(model.metrics_variables)
 
 
+def _running_metrics(model) -> list:
+    """The epoch's running means (a mid-epoch checkpoint keeps them), not the last step's
+    values that HART keeps for TensorBoard."""
+    return [v for v in model.metrics_variables if "step_values" not in v.path]
+
+
 def _values(variables) -> list:
     return [np.asarray(v.numpy()).tolist() for v in variables]
 
@@ -192,8 +199,7 @@ class _StepLogger(keras.callbacks.Callback):
         model = self.model
         if t.resume_metrics is not None:
             # A mid-epoch resume: fit has just reset the metrics; continue the epoch's means.
-            _assign(list(model.metrics_variables), t.resume_metrics, "metric values",
-                    t.resumed_from)
+            _assign(_running_metrics(model), t.resume_metrics, "metric values", t.resumed_from)
             t.resume_metrics = None
         self.good = _values(_guarded_variables(model))
 
@@ -275,8 +281,7 @@ class _Trainer:
                   f"{options.run_dir}")
         self.model = distribute.prepare_model(self.model)
         self.manager = distribute.chief_writes(self.manager)  # one writer on several hosts
-        self.tb = None
-        self._tb_failed = False
+        self.tb = Summaries(options, self.val)  # TensorBoard, made at the first step
 
     def _resume(self, state: dict, path: Path) -> None:
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
@@ -295,24 +300,8 @@ class _Trainer:
 
     # ---- logging ------------------------------------------------------------------------
 
-    def _logger(self):
-        """The TensorBoard logger, made at the first step so bad input writes no file."""
-        if self.tb is None and not self._tb_failed:
-            try:
-                # TensorBoard's writer needs TensorFlow: imported only when logging starts.
-                from hart_tf.train.tensorboard import TensorBoardLogger
-
-                self.tb = TensorBoardLogger(self.options.log_dir, self.val,
-                                            self.options.run.image_every)
-            except ImportError as e:
-                self._tb_failed = True
-                print(f"warning: TensorBoard logging is off ({e})", file=sys.stderr)
-        return self.tb
-
     def log_step(self, logs: dict, model) -> None:
-        tb = self._logger()
-        if tb is not None:
-            tb.on_step(self.step, logs, model, self.curriculum.length)
+        self.tb.on_step(self.step, model, self.curriculum)
 
     def note_bad_step(self, logs: dict, model) -> None:
         if self.bad_since is None:
@@ -348,7 +337,7 @@ class _Trainer:
             "history": self.history,
             "backend": keras.backend.backend(),
             "rng": _values(_seed_variables(self.model)),
-            "metrics": _values(self.model.metrics_variables) if self.epoch_step else None,
+            "metrics": _values(_running_metrics(self.model)) if self.epoch_step else None,
         }
 
     def save(self, best: bool = False):
@@ -381,17 +370,18 @@ class _Trainer:
         self.epoch += 1
         self.epoch_step = 0
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        val = sets.evaluate_iou(self.model, self.val, length, o.optimizer.batch_size)
-        logs.update({"val_iou": val, "length": length, "epoch": self.epoch,
+        scores = sets.validate(self.model, self.val, length, o.optimizer.batch_size)
+        val = scores["current"]["mean_iou"]  # at the training length
+        logs.update({"val_iou": val, "val_iou_final_length": scores["final"]["mean_iou"],
+                     "length": length, "epoch": self.epoch,
                      "step": self.step, "minutes": (time.time() - self.started) / 60})
         self.history.append(logs)
         if warning := collapse_warning(self.history):
             print(warning, file=sys.stderr)
         if o.run.verbose:
-            print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
-                  f"val IoU (T={length}) {val:.3f}")
-        if self._logger() is not None:
-            self.tb.on_epoch(self.step, logs)
+            print(f"  train IoU {logs.get('iou', float('nan')):.3f}  val IoU (T={length}) "
+                  f"{val:.3f}, (T={scores['final_length']}) {logs['val_iou_final_length']:.3f}")
+        self.tb.on_epoch(self.step, logs, scores)
         # Only a validation at the longest length competes for the best checkpoint.
         is_best = self.curriculum.at_max and val > self.best_iou
         grew = self.curriculum.end_epoch(logs.get("iou", 0.0))
@@ -455,8 +445,7 @@ class _Trainer:
             if self.stop_reason is None and self.manager.best() is None:
                 self.save(best=True)
         finally:
-            if self.tb is not None:
-                self.tb.close()
+            self.tb.flush()  # `train` adds the test scores, then closes it
         return {"step": self.step, "epoch": self.epoch, "length": self.curriculum.length,
                 "history": self.history, "stopped": self.stop_reason,
                 "minutes": (time.time() - self.started) / 60}
@@ -481,6 +470,7 @@ def train(options: TrainOptions) -> dict:
         result = evaluate_model(model, test, batch_size=options.optimizer.batch_size)
         summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
         summary["checkpoint"] = str(best[0]) if best else None
+    trainer.tb.finish(trainer.step, summary["test"], trainer.model, trainer.curriculum.length)
     summary["data"] = sets.data_record(options, trainer.source.clips)
     if trainer.source.clips is not None:
         clips = trainer.source.clips
