@@ -15,14 +15,14 @@ evaluated on the dataset's fixed test set (`--eval_steps`: 30 synthetic, 60 KITT
 whose folder already holds the results of the same command is reused, so an interrupted
 ablation picks up where it stopped; `--retrain` starts every run afresh.
 
-Writes to `--out_dir` (default results/ablation_<dataset>): `ablation.json` (every run's test
-scores), `iou_per_step.png` (Fig. 5: mean IoU per time step, one curve per variant, averaged
-over seeds, and the static box) and `location_maps.png` (Fig. 6: a few test sequences
-tracked by each variant, with its glimpse (blue) and predicted (red) boxes and location
-maps), and replaces this dataset's block in the "## Ablations (Table 1, Fig. 5)" section of
-`--results` (RESULTS.md): mean IoU ± s.d. across seeds, success AUC, precision@20,
-parameters and training time per variant beside the paper's KITTI numbers, the command,
-machine and date.
+Writes to `--out_dir` (default experiments/results/ablation_<dataset>): `ablation.json`
+(every run's test scores), `iou_per_step.png` (Fig. 5: mean IoU per time step, one curve per
+variant, averaged over seeds, and the static box) and `location_maps.png` (Fig. 6: a few
+test sequences tracked by each variant, with its glimpse (blue) and predicted (red) boxes
+and location maps), and replaces this dataset's block in the "## Ablations (Table 1, Fig.
+5)" section of `--results` (RESULTS.md): mean IoU ± s.d. across seeds, success AUC,
+precision@20, parameters and training time per variant beside the paper's KITTI numbers, the
+command, machine and date.
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ def run_ablation(base_argv: list[str]) -> dict:
     seeds = _seeds()
     retrain, results, n_fig = FLAGS.retrain, Path(FLAGS.results), FLAGS.fig_sequences
     dataset = FLAGS.dataset
-    out_dir = Path(FLAGS.out_dir or f"results/ablation_{dataset}")
+    out_dir = Path(FLAGS.out_dir or f"experiments/results/ablation_{dataset}")
     command = " ".join(["python", "experiments/ablation.py", *base_argv[1:]])
     machine = _machine()
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")

@@ -1,8 +1,8 @@
 """Hyper-parameter sweep: train several variants of a recipe at once and compare them.
 
 Usage (from the repo root):
-  python experiments/sweep.py --trials=flags/sweeps/recipe.txt --parallel=8 \\
-      --out_dir=results/sweep -- --flagfile=flags/synthetic.cfg --max_minutes=0 --epochs=40
+  python experiments/sweep.py --trials=experiments/sweeps/recipe.txt --parallel=8 \\
+      --out_dir=checkpoints/sweep -- --flagfile=flags/synthetic.cfg --max_minutes=0 --epochs=40
 
 `--trials` is a text file with one trial a line: a name, then the flags that make this trial
 differ from the common flags given after `--` (blank lines and `#` comments are skipped):
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", required=True, type=Path, help="trials file")
     parser.add_argument("--parallel", type=int, default=1, help="trials run at once")
-    parser.add_argument("--out_dir", type=Path, default=Path("results/sweep"))
+    parser.add_argument("--out_dir", type=Path, default=Path("checkpoints/sweep"))
     parser.add_argument("--devices", default="",
                         help="GPUs to spread the trials over, e.g. 0,1,2,3 (default: all "
                              "trials see the same devices)")

@@ -1,4 +1,4 @@
-"""Data-parallel training (hart_tf/distribute.py) on virtual CPU devices.
+"""Data-parallel training (hart_tf/train/distribute.py) on virtual CPU devices.
 
 Each multi-device check runs in a subprocess whose environment makes 4 devices before the
 backend starts (JAX: XLA_FLAGS=--xla_force_host_platform_device_count=4; TF: 4 logical

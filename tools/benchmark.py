@@ -29,7 +29,7 @@ Measures, after warm-up (compilation) and as medians of repeated timings:
             --max_side=480.
 Peak device memory is read where the backend reports it (JAX `memory_stats`, TF GPU memory
 info). Each record is printed as one JSON line (and appended to --out); `--markdown` appends
-one table row per record to BENCHMARKS.md with the command, machine, backend, library
+one table row per record to --markdown_file with the command, machine, backend, library
 versions and date. Train specs are CONFIG:BATCH:T:PRECISION:LOOP, e.g. kitti:256:10:bf16:scan
 (PRECISION fp32|bf16, LOOP scan|unroll).
 """
@@ -80,7 +80,8 @@ flags.DEFINE_float("peak_tflops", flops.H100_BF16_TFLOPS, "Peak for MFU, TFLOP/s
 flags.DEFINE_string("machine", None, "Machine label for the records (default: detected).")
 flags.DEFINE_string("out", None, "Append the JSON lines to this file.")
 flags.DEFINE_bool("markdown", False, "Append one row per record to --markdown_file.")
-flags.DEFINE_string("markdown_file", "BENCHMARKS.md", "Markdown file for --markdown.")
+flags.DEFINE_string("markdown_file", "experiments/benchmarks/runs.md",
+                    "Markdown file for --markdown.")
 flags.DEFINE_bool("quick", False, "Tiny shapes and few steps: a smoke test of every path.")
 flags.DEFINE_list("profile", [], "JAX only: train specs to break down into forward, "
                   "forward+backward, V1 and spatial attention timings.")

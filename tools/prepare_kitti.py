@@ -11,7 +11,7 @@ done; the loader treats a folder as prepared only when that file exists. Runs ar
 each frame is written to a temporary name and renamed, and frames already present are skipped.
 All frames of a sequence must have the size of its first frame.
 
-The flags live here, not in hart_tf/flags.py: this tool is its own process and shares no
+The flags live here, not in hart_tf/cli/flags.py: this tool is its own process and shares no
 flags with training.
 """
 

@@ -10,7 +10,7 @@ in the KTHBoundingBoxInfo*.txt box files. Resumable: each video goes to a tempor
 renamed when complete, and finished videos are skipped.
 
 Needs imageio + imageio-ffmpeg (pip install -e '.[video]') or OpenCV; neither is imported
-unless a video is read. The flags live here, not in hart_tf/flags.py: this tool is its own
+unless a video is read. The flags live here, not in hart_tf/cli/flags.py: this tool is its own
 process and shares no flags with training.
 """
 

@@ -118,7 +118,7 @@ def main(argv: Sequence[str]) -> int:
     """`python -m hart_tf.data.kitti_prepare --label_dir=... --stats`.
 
     Parses its own `flags.FlagValues()` instead of the global FLAGS, so that running this
-    module never collides with (or needs) the flags of hart_tf/flags.py.
+    module never collides with (or needs) the flags of hart_tf/cli/flags.py.
     """
     fv = flags.FlagValues()
     flags.DEFINE_string("data_dir", None, "KITTI root holding training/.", flag_values=fv)

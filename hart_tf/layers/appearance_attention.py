@@ -20,7 +20,7 @@ class AppearanceAttention(keras.layers.Layer):
     `logit = conv1x1(d2)`, `m = sigmoid(logit)`; output `v * m`.
     Randomness is injectable so the layer can run inside `jax.lax.scan`: a given
     `dropout_mask` is always used; without one, training samples it from the layer's seed
-    generator. Batch statistics are returned, not assigned: the owner calls
+    generator. Batch statistics are returned, not assigned: the caller calls
     `update_moving_stats`.
 
     Args:

@@ -12,7 +12,7 @@ class RecurrentBatchNormalization(keras.layers.Layer):
 
     In training it normalises with the batch mean and (biased) variance over all axes but the
     last and returns them; it never assigns variables, because an assignment inside a JAX scan
-    leaks tracers. The owner averages the returned statistics over time and calls
+    leaks tracers. The caller averages the returned statistics over time and calls
     `update_moving_stats(mean, var)` outside the loop:
     `moving = momentum * moving + (1 - momentum) * new`. At inference it normalises with the
     moving statistics and returns those.

@@ -91,7 +91,7 @@ def collapse_warning(history: list[dict], fraction: float = 1 / 3,
     best train IoU at the same sequence length (a best of at least `floor`), and the epoch
     before it at that length had not: said once as a run collapses, again only after it has
     recovered. Runs of the real-clip recipe fall to a train IoU near 0 and stay there for
-    hundreds of updates (RESULTS.md, "Real footage", session 9); nothing else says so.
+    hundreds of updates (RESULTS.md, "Real footage"); nothing else says so.
 
     Args:
         history: per-epoch logs in order, each with "length", "epoch" and (train) "iou".
