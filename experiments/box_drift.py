@@ -143,9 +143,9 @@ def main(argv):
         print("error: --checkpoint is required (a run folder or a .keras file)",
               file=sys.stderr)
         return 2
-    from hart_tf.cli.evaluate import warn_if_other_data
     from hart_tf.cli.train import options_from_flags
     from hart_tf.eval import sets
+    from hart_tf.eval.evaluate import warn_if_other_data
     from hart_tf.eval.sequences import predict
     from hart_tf.model.saving import load_model, resolve_checkpoint
 

@@ -43,8 +43,9 @@ STEPS, BATCH, LENGTH, LEARNING_RATE = 150, 16, 8, 1e-3
 def train_small(path: Path) -> dict:
     """Trains CONFIG on `easy_clips` and saves it to `path`; returns timing."""
     keras.utils.set_random_seed(0)
-    model = build_model(TrainOptions.from_flat(config=CONFIG, learning_rate=LEARNING_RATE,
-                                     batch_size=BATCH))
+    model = build_model(TrainOptions.from_flat(
+        config=CONFIG, optimizer="rmsprop", learning_rate=LEARNING_RATE, batch_size=BATCH,
+        unroll=False))
     clips = easy_clips()
 
     def batches():

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Table 1 of the paper as switches: learned_sigma, appearance_attention, attention_loss,
 # appearance_loss.
 SWITCHES = {
-    "ratm": (True, False, False, False),
+    "spatial_learned_sigma": (True, False, False, False),
     "spatial": (False, False, False, False),
     "appearance": (False, True, True, False),
     "hart": (False, True, True, True),
@@ -90,7 +90,8 @@ def test_aggregate_and_ordering_verdicts():
     records = [_record("spatial", 0, 0.50), _record("spatial", 1, 0.54),
                _record("appearance", 0, 0.52), _record("appearance", 1, 0.60),
                _record("hart", 0, 0.70), _record("hart", 1, 0.72),
-               _record("ratm", 0, 0.80), _record("ratm", 1, 0.82)]
+               _record("spatial_learned_sigma", 0, 0.80),
+               _record("spatial_learned_sigma", 1, 0.82)]
     agg = tool.aggregate(records)
     assert agg["spatial"]["mean_iou"] == pytest.approx(0.52)
     assert agg["spatial"]["sd"] == pytest.approx(np.std([0.50, 0.54], ddof=1))
@@ -98,11 +99,13 @@ def test_aggregate_and_ordering_verdicts():
     lines = tool.ordering(agg)
     assert lines[0].startswith("HART > App Att: holds beyond the seed spread")
     assert lines[1].startswith("App Att > Spatial Att: not resolved: the seeds overlap")
-    assert lines[2].startswith("Spatial Att > RATM: reversed beyond the seed spread")
+    assert lines[2].startswith("Spatial Att > Spatial Att, learned sigma: reversed beyond the "
+                               "seed spread")
     one = tool.aggregate([_record("hart", 0, 0.7), _record("appearance", 0, 0.6)])
     assert "one seed only" in tool.ordering(one)[0] and np.isnan(one["hart"]["sd"])
     table = tool.markdown_table(agg, 30)
     assert "| HART | 0.81 | 0.710 ± 0.014 | [0.700, 0.720] |" in table
+    assert "| Spatial Att, learned sigma | – | 0.810 ± 0.014 |" in table  # no paper row
     assert "| static box (first box repeated) | – | 0.300 |" in table
 
 

@@ -90,7 +90,7 @@ def test_overlap_fraction_by_hand():
 
 
 def _run(*flags):
-    return subprocess.run([sys.executable, str(REPO / "tools" / "association_bounds.py"),
+    return subprocess.run([sys.executable, str(REPO / "experiments" / "association_bounds.py"),
                            *flags], capture_output=True, text=True)
 
 

@@ -122,7 +122,7 @@ def test_box_drift_cli_on_a_checkpoint(tmp_path):
         logdir=str(tmp_path / "tb"), eval_sequences=1, eval_steps=2, image_every=0,
         run_eagerly=True, verbose=0))
     out = tmp_path / "drift.json"
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "box_drift.py"),
+    r = subprocess.run([sys.executable, str(REPO / "experiments" / "box_drift.py"),
                         f"--model={summary['checkpoint']}", "--eval_sequences=2",
                         "--eval_steps=3", f"--out={out}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -147,7 +147,7 @@ def test_box_drift_cli_on_a_checkpoint(tmp_path):
 
 
 def test_box_drift_needs_a_checkpoint():
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "box_drift.py")],
+    r = subprocess.run([sys.executable, str(REPO / "experiments" / "box_drift.py")],
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1] == (

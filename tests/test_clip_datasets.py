@@ -190,8 +190,13 @@ def test_bad_frames_and_unusable_clips_are_one_line_errors(got_root, lasot_root,
         cut.sample(np.random.default_rng(0), 10)
 
 
-def test_train_cli_trains_on_all_clips_of_a_folder(lasot_root, tmp_path, capsys):
-    train_tiny_on_clips(tmp_path, lasot_root, "--train_clips=all", "--train_clips_cache_mb=0")
+def test_train_cli_trains_on_all_clips_of_a_folder(lasot_root, tmp_path, capsys, monkeypatch):
+    from hart_tf.cli import train as train_cli
+
+    from_flags = train_cli.options_from_flags  # frames decoded per window, as for a big set
+    monkeypatch.setattr(train_cli, "options_from_flags",
+                        lambda: from_flags().replace(train_clips_cache_mb=0))
+    train_tiny_on_clips(tmp_path, lasot_root, "--train_clips=all")
     out = capsys.readouterr().out
     assert (f"Training on all 2 real clips of {lasot_root} (32 frames, decoded per window, "
             "1 of every 2 sequences); held out: none") in out
@@ -208,10 +213,12 @@ def test_train_cli_trains_on_all_clips_of_a_folder(lasot_root, tmp_path, capsys)
 def test_small_sets_stay_eager_and_give_the_windows_they_gave_before(shared_data):
     # SHA-256 of a batch of two shared clips' windows, as the eager-only ClipWindows (before
     # lazy mode and absent frames) gave it for this generator; lazy mode without draft too.
+    # Strides 1 and 2 as then (stride 3 came later) and no colour jitter: the same windows.
     golden = "5ec9616a6c75b7c752ae11c62109b2074bdbd8e3aea5f2b5fee5ebbbd8d6a176"
     root = shared_data / "real_clips"
     for kwargs in ({}, {"cache_mb": 0, "draft": False}):
-        windows = clip_windows.ClipWindows(root, ["Dog1", "Skiing"], (96, 128), **kwargs)
+        windows = clip_windows.ClipWindows(root, ["Dog1", "Skiing"], (96, 128), strides=(1, 2),
+                                           **kwargs)
         assert windows.lazy == bool(kwargs)
         b = clip_windows.window_batch(windows, np.random.default_rng(3), 4, 10)
         digest = hashlib.sha256(b["frames"].tobytes() + b["boxes"].tobytes()

@@ -444,7 +444,8 @@ def test_only_the_chief_writes_checkpoints(tmp_path, monkeypatch):
 def test_flags_offer_the_modes_of_the_module():
     from absl import flags as absl_flags
 
-    from hart_tf import distribute, flags  # noqa: F401  (defines the flags)
+    from hart_tf.cli import flags  # noqa: F401  (defines the flags)
+    from hart_tf.train import distribute
 
     f = absl_flags.FLAGS
     assert tuple(f["distribute"].parser.enum_values) == distribute.MODES

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 from absl import flags as absl_flags
+from hart_tf.model.hart.config import HARTConfig
 
 from hart_tf.cli import common as cli
 from hart_tf.cli import evaluate as evaluate_cli
 from hart_tf.eval.sequences import evaluate_opencv, score
-from hart_tf.model.config import HARTConfig
 from hart_tf.model.hart import HART
 
 FLAGS = absl_flags.FLAGS
@@ -75,8 +75,9 @@ def test_evaluate_cli_scores_opencv_beside_hart(tiny_checkpoint, tmp_path, capsy
     captured = _run([f"--model={tiny_checkpoint}", "--eval_sequences=2", "--eval_steps=3",
                      "--num_distractors_max=0", "--opencv_baselines=csrt,kcf",
                      f"--out={out}"], capsys)
-    last = captured.out.strip().splitlines()[-1]
-    assert last.startswith("mean IoU over 3 steps: ")
+    last, notebook = captured.out.strip().splitlines()[-3:-1]
+    assert last.startswith("mean IoU over 3 steps (ours, t >= 1 pooled): ")
+    assert notebook.startswith("mean IoU of the 3-step curve from t = 0 (the authors' notebook)")
     assert "; OpenCV CSRT " in last and "; OpenCV KCF " in last
     record = json.loads((out / "results.json").read_text())
     assert set(record["opencv"]) == {"csrt", "kcf"}
@@ -118,7 +119,8 @@ def test_evaluate_cli_without_opencv_says_what_to_install(tiny_checkpoint, capsy
 
 def test_evaluate_warns_when_the_test_data_is_not_what_the_run_trained_on(
         tiny_checkpoint, tmp_path, capsys):
-    from hart_tf.model.saving import load_model
+    from hart_tf.model.hart.saving import load_model
+
     from hart_tf.train.checkpoints import CheckpointManager
 
     model = load_model(tiny_checkpoint)

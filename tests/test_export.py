@@ -11,6 +11,7 @@ import pytest
 from absl import flags as absl_flags
 from fixtures_tracking import CONFIG, exported_dir, untrained_checkpoint  # noqa: F401
 
+from hart_tf.cli import export as export_cli
 from hart_tf.model.saving import load_model
 from hart_tf.track import export
 from hart_tf.track.baselines import run_tracker
@@ -192,7 +193,7 @@ def _main_error(capsys, *args) -> str:
     absl_flags.FLAGS(["export", *args])
     try:
         with pytest.raises(SystemExit) as info:
-            export.main(["export"])
+            export_cli.main(["export"])
     finally:
         absl_flags.FLAGS.unparse_flags()
     assert info.value.code == 2

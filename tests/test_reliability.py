@@ -31,7 +31,8 @@ from hart_tf.model.saving import load_model
 from hart_tf.train import sources as datasets
 from hart_tf.train.checkpoints import CheckpointManager
 from hart_tf.train.options import TrainOptions
-from hart_tf.train.trainer import _seed_variables, _StepLogger, _Trainer, train
+from hart_tf.train.state import seed_variables as _seed_variables
+from hart_tf.train.trainer import _StepLogger, _Trainer, train
 
 REPO = Path(__file__).resolve().parents[1]
 # The smallest model the synthetic data allows (its objects need frames of 64 pixels).
@@ -216,15 +217,18 @@ def _run_main(argv: list[str]) -> tuple[int, str]:
 def test_nan_guard_skips_counts_logs_and_stops_with_the_last_good_checkpoint(
         tmp_path, monkeypatch, capsys):
     # Step 3: a NaN first box (a transient fault: skipped, training goes on); steps 5-7: NaN
-    # target boxes, three in a row = --max_bad_steps, so training stops after step 7.
+    # target boxes, three in a row = max_bad_steps, so training stops after step 7.
     _poison(monkeypatch, {3: "box0", 5: "boxes", 6: "boxes", 7: "boxes"})
+    from_flags = train_cli.options_from_flags
+    monkeypatch.setattr(train_cli, "options_from_flags",
+                        lambda: from_flags().replace(max_bad_steps=3))
     run, logdir = tmp_path / "ckpt" / "nan", tmp_path / "tb"
     code = _run_main([
         "--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
         "--steps_per_epoch=10", "--epochs=1", "--curriculum_lengths=2,3",
         "--checkpoint_every=2", f"--checkpoint_dir={tmp_path / 'ckpt'}", "--run_name=nan",
         f"--logdir={logdir}", "--eval_sequences=1", "--eval_steps=1", "--image_every=0",
-        "--max_bad_steps=3", "--run_eagerly", "--max_minutes=0"])
+        "--run_eagerly", "--max_minutes=0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     # NaN targets make the attention and appearance losses NaN; the tracking loss stays

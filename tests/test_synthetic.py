@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hart_tf.data import synthetic
-from hart_tf.data.synthetic import SyntheticConfig, make_sequence, sequence_rng
+from hart_tf.data.synthetic import SyntheticConfig, make_sequence, motion, render, sequence_rng
 
 CFG = SyntheticConfig()
 
@@ -72,7 +72,7 @@ def test_boxes_match_every_shape():
     for i in range(40):
         rng = sequence_rng("test", 0, i)
         debug = make_sequence(rng, 2, CFG, target_only=True)
-        shapes.add(synthetic._make_objects(sequence_rng("test", 0, i), 2, CFG)[0].shape)
+        shapes.add(motion.make_objects(sequence_rng("test", 0, i), 2, CFG)[0].shape)
         mask = debug["frames"][1].max(-1) > 0
         ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
         y, x, h, w = debug["boxes"][1]
@@ -171,7 +171,7 @@ def _overlap_fraction(cfg, n=64, t_len=31):
     """Fraction of a look-alike's frames in which its box intersects the target's."""
     hits = []
     for i in range(n):
-        target, *dis = synthetic._make_objects(sequence_rng("test", 0, i), t_len, cfg)
+        target, *dis = motion.make_objects(sequence_rng("test", 0, i), t_len, cfg)
         for d in dis:
             apart = np.abs(d.pos - target.pos) >= (d.size + target.size) / 2  # (T, 2)
             hits.append(~apart.any(-1))
@@ -185,17 +185,17 @@ def test_crossing_look_alikes_leave_the_target_sooner():
 
 
 def test_look_alike_outside_the_frame_draws_nothing():
-    target, dis, *_ = synthetic._make_objects(sequence_rng("train", 9, 0), 2, CROSS)
+    target, dis, *_ = motion.make_objects(sequence_rng("train", 9, 0), 2, CROSS)
     dis.pos = np.array([[-60.0, -60.0], [200.0, 300.0]])  # wholly outside in both frames
     alone, both = np.zeros((2, 2, 96, 128, 3), np.uint8)
-    synthetic._draw(alone, [target])
-    synthetic._draw(both, [dis, target])
+    render.draw(alone, [target])
+    render.draw(both, [dis, target])
     np.testing.assert_array_equal(alone, both)
 
 
 def test_distractors_share_the_targets_look():
     for i in range(10):
-        objs = synthetic._make_objects(sequence_rng("train", 9, i), 1, CFG)
+        objs = motion.make_objects(sequence_rng("train", 9, i), 1, CFG)
         target = objs[0]
         for dis in objs[1:]:
             assert (dis.shape, dis.orient, dis.texture) == (

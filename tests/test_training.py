@@ -78,11 +78,14 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, capsys):
     assert ("warning: ckpt-2.keras was trained on other synthetic data: "
             "--distractor_cross_speed=0.0 (here 2.0); training goes on with this run's "
             "flags") in err.splitlines()
-    report = json.loads(out[out.index("{"):out.rindex("}") + 1])
-    assert report["checkpoint"] == str(run / "best.keras")
-    assert report["test"]["steps"] == 2 and report["test"]["sequences"] == 2
-    assert out.strip().splitlines()[-1].startswith("Test mean IoU over 2 steps: ")
+    # A short summary ends the run, no JSON; the whole record is in summary.json.
+    result, where, tensorboard, _ = out.strip().splitlines()[-4:]
+    assert result.startswith("Test mean IoU over 2 steps: ") and "{" not in out
+    assert where.startswith(f"Checkpoint: {run / 'best.keras'}")
+    assert tensorboard == f"TensorBoard: tensorboard --logdir {logdir}"
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["checkpoint"] == str(run / "best.keras")
+    assert summary["test"]["steps"] == 2 and summary["test"]["sequences"] == 2
     assert (summary["step"], summary["epoch"], summary["length"]) == (4, 2, 3)
     assert summary["data"]["distractor_cross_speed"] == 2.0
     assert [h["length"] for h in summary["history"]] == [2, 3]

@@ -25,7 +25,7 @@ FLAGS = hflags.FLAGS
 
 # User mistakes are reported as one line; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # hart_tf/
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 

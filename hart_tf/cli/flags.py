@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from hart_tf.train.options import flat_defaults
+from hart_tf.train.options import CURRICULUM_PROTOCOLS, flat_defaults
 
 FLAGS = flags.FLAGS
 DATASETS = ("synthetic", "kitti", "kth", "clips")
@@ -44,11 +44,8 @@ flags.DEFINE_string("train_clips_dir", D["train_clips_dir"], "Training: a folder
 flags.DEFINE_list("train_clips", _list(D["train_clips"]), "Training: the clips of "
                   "--train_clips_dir to cut windows from (names, category/name for LaSOT, or "
                   "'all'); the folder's other clips stay held out.")
-flags.DEFINE_float("train_clips_fraction", D["train_clips_fraction"], "Training: share of "
-                   "each batch cut from --train_clips (the rest is synthetic).")
-flags.DEFINE_float("train_clips_cache_mb", D["train_clips_cache_mb"], "Training: hold the "
-                   "clips' frames decoded when they fit in this many MiB; else decode each "
-                   "window's frames when it is sampled. 0: always decode.")
+flags.DEFINE_list("val_clips", _list(D["val_clips"]), "Training: clips of --train_clips_dir "
+                  "that choose the best checkpoint instead of training (real validation).")
 flags.DEFINE_integer("data_workers", D["data_workers"], "Training: threads rendering batches "
                      "ahead of the model (batches do not depend on it).")
 flags.DEFINE_integer("eval_sequences", D["eval_sequences"], "Validation and test sequences.")
@@ -72,12 +69,14 @@ flags.DEFINE_bool("adaptive_loss", True, "Learn the loss weights (lambda = s^2 +
 
 # --- optimiser and schedule --------------------------------------------------------------
 flags.DEFINE_integer("batch_size", D["batch_size"], "Sequences per batch (the paper: 10).")
-flags.DEFINE_enum("optimizer", D["optimizer"], ["rmsprop", "adam"],
-                  "rmsprop (the paper's, with momentum) or adam (--momentum is its beta_1).")
+flags.DEFINE_enum("optimizer", D["optimizer"], ["rmsprop_tf1", "rmsprop", "adam"],
+                  "rmsprop_tf1 (the original's: TF1 RMSProp, mean square from 1, eps 1e-10), "
+                  "rmsprop (Keras') or adam; all with momentum 0.9 (Adam's beta_1).")
 flags.DEFINE_float("learning_rate", D["learning_rate"], "Learning rate at the first length "
                    "(the paper, RMSProp: 3.3e-6).")
-flags.DEFINE_float("momentum", D["momentum"], "RMSProp momentum, or Adam's beta_1.")
 flags.DEFINE_float("clip_norm", D["clip_norm"], "Clip gradients to this global norm.")
+flags.DEFINE_float("clip_rms", D["clip_rms"], "> 0: clip the gradients on the root mean "
+                   "square of all their elements instead, as the original (0.3).")
 flags.DEFINE_list("lr_decay", [f"{k}:{v}" for k, v in D["lr_decay"].items()],
                   "Learning-rate factors by sequence length: 20:0.3 multiplies the rate by "
                   ".3 once the curriculum reaches 20 steps.")
@@ -89,6 +88,11 @@ flags.DEFINE_float("curriculum_threshold_decrease", D["curriculum_threshold_decr
                    "The threshold falls linearly by this much from the first to the last length.")
 flags.DEFINE_integer("curriculum_min_epochs", D["curriculum_min_epochs"],
                      "Least epochs at a length before growing.")
+flags.DEFINE_enum("curriculum_protocol", "ours", list(CURRICULUM_PROTOCOLS),
+                  "ours: an epoch of --steps_per_epoch updates, a promotion check at every "
+                  "epoch end on the running train IoU; original: an epoch is one pass over "
+                  "the augmented windows (KITTI, KTH), checks every 3 epochs on the test-mode "
+                  "IoU over a quarter epoch of training batches.")
 flags.DEFINE_integer("steps_per_epoch", D["steps_per_epoch"], "Updates per epoch.")
 flags.DEFINE_integer("epochs", D["epochs"], "Epochs to train.")
 flags.DEFINE_float("max_minutes", D["max_minutes"], "Stop after this many minutes (0: off).")
@@ -107,15 +111,9 @@ flags.DEFINE_string("init_from", D["init_from"], "Start a new run from the weigh
 flags.DEFINE_integer("image_every", D["image_every"], "TensorBoard images every N updates "
                      "(0: off).")
 flags.DEFINE_integer("seed", D["seed"], "Random seed for weights, data and noise.")
-flags.DEFINE_enum("jit_compile", D["jit_compile"], ["auto", "true", "false"],
-                  "XLA-compile the train step; auto: on for JAX, off for TF on the CPU.")
 flags.DEFINE_bool("unroll", D["unroll"], "Unroll the recurrence (TF on the CPU: faster "
                   "steps, one graph per sequence length).")
 flags.DEFINE_bool("run_eagerly", D["run_eagerly"], "Run the train step op by op (debugging).")
-flags.DEFINE_integer("max_bad_steps", D["max_bad_steps"], "Stop after this many updates in a "
-                     "row with a non-finite loss or gradient (each is skipped).")
-flags.DEFINE_bool("mixed_precision", D["mixed_precision"], "bf16 compute with float32 losses "
-                  "and attention.")
 flags.DEFINE_enum("distribute", D["distribute"], ["none", "data_parallel"],
                   "data_parallel: split each batch over every device of every host (see "
                   "docs/distributed.md).")
@@ -150,14 +148,13 @@ def _check(name: str, ok, what: str) -> None:
 
 for _name in ("batch_size", "learning_rate", "steps_per_epoch", "epochs", "rnn_units",
               "checkpoint_every", "eval_sequences", "eval_steps", "clip_norm",
-              "curriculum_min_epochs", "num_hosts", "data_workers", "max_bad_steps"):
+              "curriculum_min_epochs", "num_hosts"):
     _check(_name, lambda v: v > 0, "must be positive")
 for _name in ("num_distractors_max", "distractor_jitter", "distractor_cross_speed",
-              "train_clips_cache_mb", "process_id", "max_minutes"):
+              "process_id", "max_minutes", "clip_rms"):
     _check(_name, lambda v: v >= 0, "must be >= 0")
+_check("data_workers", lambda v: v >= 1, "must be >= 1")
 _check("occlusion_prob", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
-_check("train_clips_fraction", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")
-_check("momentum", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)")
 flags.register_multi_flags_validator(
     ["train_clips_dir", "train_clips"],
     lambda d: bool(d["train_clips_dir"]) == bool(d["train_clips"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hart_tf.cli import common as cli
 from hart_tf.cli.common import FLAGS
-from hart_tf.train.options import FIELD_GROUP, TrainOptions
+from hart_tf.train.options import CURRICULUM_PROTOCOLS, FIELD_GROUP, TrainOptions
 
 
 def _lr_decay(items) -> dict[int, float]:
@@ -35,7 +35,9 @@ def options_from_flags() -> TrainOptions:
     values = {name: FLAGS[name].value for name in FIELD_GROUP if name in FLAGS}
     values.update(lr_decay=_lr_decay(FLAGS.lr_decay),
                   curriculum_lengths=_lengths(FLAGS.curriculum_lengths),
-                  train_clips=tuple(FLAGS.train_clips or ()))
+                  train_clips=tuple(FLAGS.train_clips or ()),
+                  val_clips=tuple(FLAGS.val_clips or ()),
+                  **CURRICULUM_PROTOCOLS[FLAGS.curriculum_protocol])
     return TrainOptions.from_flat(config=cli.config_from_flags(), **values)
 
 

@@ -2,16 +2,22 @@
 
 `ClipWindows` holds sequences in the common single-object layout (`hart_tf.data.clips`; a
 handful named one by one, or `all` of a large set such as GOT-10k or LaSOT) and samples
-training sequences from them: T frames of one clip at a random start, every frame or every
-other one (faster apparent motion), forwards or backwards in time, seen through one crop
-window for the whole sequence and mirrored at random. The crop has the clip's own aspect
-ratio and spans from the whole frame (the view the tracker gets when it is evaluated on a
-clip) down to a zoom that still holds the object's every visible box of the window with a
-margin, so the object stays in view and changes its apparent size and place from one
-sequence to the next. Frames are cut and resized with PIL's antialiased bilinear filter, as
-the tracker resizes clip frames, into the same dict as the synthetic data: `frames` uint8
-(T, H, W, 3), `boxes` float32 (T, 4) as (y, x, h, w) in pixels of the resized crop,
-`presence` float32 (T,).
+training sequences from them: T frames of one clip at a random start, every frame, every
+other one or every third one (faster apparent motion), forwards or backwards in time, seen
+through one crop window for the whole sequence, mirrored at random and, with
+`colour_jitter`, with one random brightness, contrast and saturation for the whole sequence
+(boxes unchanged). The crop has the clip's own aspect ratio and spans from the whole frame
+(the view the tracker gets when it is evaluated on a clip) down to a zoom that still holds
+the object's every visible box of the window with a margin, so the object stays in view and
+changes its apparent size and place from one sequence to the next. Frames are cut and
+resized with PIL's antialiased bilinear filter, as the tracker resizes clip frames, into the
+same dict as the synthetic data: `frames` uint8 (T, H, W, 3), `boxes` float32 (T, 4) as (y,
+x, h, w) in pixels of the resized crop, `presence` float32 (T,). Each window is drawn as a
+`WindowPlan` (which frames, in which order, which crop, mirrored or not, which colours) and
+then rendered, so every transform can be checked on its own.
+
+`validation_windows` cuts a fixed, unaugmented set from other clips (whole frames, every frame,
+forwards, evenly spaced starts): the view the tracker gets when it is evaluated on a clip.
 
 Frames where the target is not visible (`clips.read_training_boxes`: GOT-10k's absence.txt,
 LaSOT's occlusion and out-of-view flags, empty boxes) get presence 0 and the last visible
@@ -32,6 +38,7 @@ imports the model.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -48,10 +55,30 @@ from hart_tf.data.pipeline import stack_sequences
 
 # The crop is at least this many times the extent of the object's boxes over the window.
 MIN_CONTEXT = 1.3
-# Frame steps a window may take: 1 (the clip's own speed) or 2 (twice as fast).
-STRIDES = (1, 2)
+# Frame steps a window may take: 1 (the clip's own speed) to 3 (three times as fast).
+STRIDES = (1, 2, 3)
 # `names` value that takes every sequence of the folder.
 ALL = "all"
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowPlan:
+    """What one training window shows, drawn before any pixel is decoded.
+
+    Attributes:
+        clip: index of the clip (in `ClipWindows.names` less `skipped`).
+        index: (T,) int, the clip's frames in the order shown (a constant step of 1-3, or
+            its reverse).
+        crop: (4,) float, (y0, x0, h, w) in the clip's frame pixels.
+        flip: mirrored left to right.
+        colour: (3,) float, brightness, contrast and saturation factors (1: unchanged).
+    """
+
+    clip: int
+    index: np.ndarray
+    crop: np.ndarray
+    flip: bool
+    colour: np.ndarray
 
 
 def short_list(names: Sequence[str], most: int = 10) -> str:
@@ -72,6 +99,10 @@ class ClipWindows:
         cache_mb: hold the decoded frames when they fit in this many MiB; else decode each
             window's frames when it is sampled.
         draft: in that lazy mode, decode JPEGs at a DCT reduction (see the module docstring).
+        strides: the frame steps a window may take (each clip draws among those it is long
+            enough for).
+        colour_jitter: each window's brightness, contrast and saturation factors are drawn
+            uniformly from [1 - colour_jitter, 1 + colour_jitter] (0: colours unchanged).
 
     Attributes:
         lazy: whether frames are decoded per window.
@@ -83,7 +114,14 @@ class ClipWindows:
     """
 
     def __init__(self, root: str | os.PathLike, names: Sequence[str],
-                 image_size: tuple[int, int], cache_mb: float = 2048.0, draft: bool = True):
+                 image_size: tuple[int, int], cache_mb: float = 2048.0, draft: bool = True,
+                 colour_jitter: float = 0.0, strides: Sequence[int] = STRIDES):
+        if not 0.0 <= colour_jitter < 1.0:
+            raise ValueError(f"colour_jitter must be in [0, 1), got {colour_jitter}")
+        self.colour_jitter = float(colour_jitter)
+        self.strides = tuple(int(s) for s in strides)
+        if not self.strides or min(self.strides) < 1:
+            raise ValueError(f"strides must be positive integers, got {strides}")
         root = Path(root)
         found = clips.find_sequences(root)
         names = list(dict.fromkeys(names))  # in the order given, once each
@@ -103,6 +141,7 @@ class ClipWindows:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.draft = draft
         self.skipped: list[str] = []
+        self.clip_names: list[str] = []  # `names` less `skipped`: the clips sampled
         self._dirs: list[Path] = []
         self._files: list[np.ndarray] = []  # frame file names as bytes (N,), per clip
         self._hw: list[tuple[int, int]] = []  # frame (H, W), per clip
@@ -115,6 +154,7 @@ class ClipWindows:
             if not present.any():
                 self.skipped.append(name)
                 continue
+            self.clip_names.append(name)
             self._dirs.append(paths[0].parent)
             self._files.append(np.array([os.fsencode(p.name) for p in paths]))
             self._hw.append(header_size(os.fspath(paths[0])))
@@ -157,7 +197,7 @@ class ClipWindows:
             weight, options = np.zeros(len(self._lengths), np.int64), []
             for i, (n, present) in enumerate(zip(self._lengths, self._present, strict=True)):
                 starts = {}
-                for s in STRIDES:
+                for s in self.strides:
                     span = (seq_len - 1) * s + 1
                     if span > n:
                         continue
@@ -187,11 +227,15 @@ class ClipWindows:
 
     def sample(self, rng: np.random.Generator, seq_len: int) -> dict[str, np.ndarray]:
         """One training window of `seq_len` frames (see the module docstring)."""
+        return self.render(self.plan(rng, seq_len))
+
+    def plan(self, rng: np.random.Generator, seq_len: int) -> WindowPlan:
+        """Draws a window of `seq_len` frames: clip, frames, crop, mirror and colours."""
         self.check_length(seq_len)
         weight, options = self._windows(seq_len)
         clip = int(rng.choice(len(weight), p=weight / weight.sum()))
         n = int(self._lengths[clip])
-        strides = [s for s in STRIDES if s in options[clip]]
+        strides = [s for s in self.strides if s in options[clip]]
         stride = strides[int(rng.integers(len(strides)))]
         starts = options[clip][stride]
         if starts is None:
@@ -201,21 +245,68 @@ class ClipWindows:
         index = start + stride * np.arange(seq_len)  # (T,)
         if rng.random() < 0.5:
             index = index[::-1]  # played backwards: as good a motion as forwards
+        boxes, present = self._window_boxes(clip, index)
+        crop = _crop_window(rng, boxes[present], self._hw[clip])  # (y0, x0, h, w)
+        flip = bool(rng.random() < 0.5)
+        # Drawn whenever jitter is on (the stream depends on whether it is, not on its size);
+        # without it the stream is the one from before colour jitter existed.
+        colour = 1.0 + self.colour_jitter * rng.uniform(-1.0, 1.0, 3) if self.colour_jitter \
+            else np.ones(3)  # (3,)
+        return WindowPlan(clip, index, crop, flip, colour)
+
+    def _window_boxes(self, clip: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (T, 4) in frame pixels and presence (T,) bool of frames `index` of `clip`;
+        absent steps hold the last visible box (the first is visible)."""
         boxes = self._boxes[clip][index]  # (T, 4) frame pixels
-        present = np.ones(seq_len, bool) if self._present[clip] is None else \
+        present = np.ones(len(index), bool) if self._present[clip] is None else \
             self._present[clip][index]
-        if not present.all():  # absent steps hold the last visible box (the first is visible)
-            boxes = boxes[np.maximum.accumulate(np.where(present, np.arange(seq_len), 0))]
+        if not present.all():
+            boxes = boxes[np.maximum.accumulate(np.where(present, np.arange(len(index)), 0))]
+        return boxes, present
+
+    def render(self, plan: WindowPlan) -> dict[str, np.ndarray]:
+        """The frames, boxes and presence of a planned window (decoding its frames)."""
+        clip, index, crop = plan.clip, plan.index, plan.crop
+        boxes, present = self._window_boxes(clip, index)
         hw = self._hw[clip]
-        crop = _crop_window(rng, boxes[present], hw)  # (y0, x0, h, w)
         if self.lazy:
             paths = [self._path(clip, i) for i in index]
             reduce = _draft_size(crop, hw, self.image_size) if self.draft else None
             frames = [Image.fromarray(decode_frame(p, hw, reduce)) for p in paths]
         else:
             frames = [self._frames[clip][i] for i in index]
-        return _render_window(frames, boxes, crop, self.image_size, flip=rng.random() < 0.5,
-                              frame_hw=hw, presence=present.astype(np.float32))
+        window = _render_window(frames, boxes, crop, self.image_size, flip=plan.flip,
+                                frame_hw=hw, presence=present.astype(np.float32))
+        window["frames"] = jitter_colours(window["frames"], plan.colour)
+        return window
+
+    def whole_frame_plans(self, seq_len: int, per_clip: int) -> list[WindowPlan]:
+        """Up to `per_clip` unaugmented windows of each clip: whole frames, every frame,
+        forwards, at evenly spaced starts where the target is visible at both ends."""
+        plans = []
+        for clip, starts in enumerate(self._windows(seq_len)[1]):
+            if 1 not in starts:
+                continue
+            ok = starts[1] if starts[1] is not None else \
+                np.arange(self._lengths[clip] - seq_len + 1)
+            picks = ok[np.unique(np.linspace(0, len(ok) - 1, per_clip).round().astype(int))]
+            crop = np.array([0.0, 0.0, *self._hw[clip]])
+            plans += [WindowPlan(clip, int(s) + np.arange(seq_len), crop, False, np.ones(3))
+                      for s in picks]
+        return plans
+
+
+def jitter_colours(frames: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """uint8 frames (T, H, W, 3) with brightness, contrast and saturation scaled by `colour`
+    (3,), the same for every frame; factors of 1 return the frames unchanged."""
+    if np.all(colour == 1.0):
+        return frames
+    brightness, contrast, saturation = (float(c) for c in colour)
+    f = frames.astype(np.float32) * brightness  # (T, H, W, 3)
+    grey = f @ np.array([0.299, 0.587, 0.114], np.float32)  # (T, H, W) luma
+    f = grey[..., None] + saturation * (f - grey[..., None])
+    f = grey.mean() + contrast * (f - grey.mean())  # one mean over the window: no flicker
+    return np.clip(f, 0, 255).round().astype(np.uint8)
 
 
 def _draft_size(crop: np.ndarray, frame_hw: tuple[int, int],
@@ -294,3 +385,32 @@ def window_batch(windows: ClipWindows, rng: np.random.Generator, n: int,
                  seq_len: int) -> dict[str, np.ndarray]:
     """`n` windows stacked: frames (n, T, H, W, 3), boxes (n, T, 4), presence (n, T)."""
     return stack_sequences([windows.sample(rng, seq_len) for _ in range(n)])
+
+
+def clip_group(name: str) -> str:
+    """The group of a clip for reports by source: its name up to the first `_` (`davis`,
+    `uav`), or "" for a name without one."""
+    return name.split("_", 1)[0] if "_" in name else ""
+
+
+def validation_windows(root: str | os.PathLike, names: Sequence[str],
+                       image_size: tuple[int, int], seq_len: int,
+                       n: int) -> tuple[dict[str, np.ndarray], list[str]]:
+    """A fixed validation set of about `n` windows of `seq_len` frames from the clips `names`
+    of `root`: as many from each clip (`ClipWindows.whole_frame_plans`: whole frames, every
+    frame, forwards, no colour change), in the order of `names`.
+
+    Returns:
+        frames (N, T, H, W, 3) uint8, boxes (N, T, 4), presence (N, T) as `window_batch`, and
+        the clip name of each of the N windows.
+
+    Raises:
+        DataError: a clip cannot be read, or none has a window of `seq_len` frames.
+    """
+    windows = ClipWindows(root, names, image_size)
+    plans = windows.whole_frame_plans(seq_len, max(1, math.ceil(n / windows.num_clips)))
+    if not plans:
+        raise DataError(f"{root}: no validation clip ({short_list(windows.names)}) has a "
+                        f"window of {seq_len} frames with its target visible at both ends")
+    batch = stack_sequences([windows.render(p) for p in plans])
+    return batch, [windows.clip_names[p.clip] for p in plans]

@@ -17,9 +17,12 @@ later frames where the target is visible. That is this tool's protocol; the offi
 GOT-10k toolkits (GOT-10k's test server among them) score their own way. A sequence with fewer
 than 2 visible frames is skipped, with one printed line. Scores: mean IoU, OTB success AUC,
 precision@20 px (in the clip's own pixels) and frames per second of the `update` calls; per
-sequence and pooled over all scored frames. Writes `clips_results.json` and `clips_results.md`
-(and one strip picture per sequence, `/` in a name written `__`) to `out_dir`, by default
-`<checkpoint folder>/eval_clips`.
+sequence, pooled over all scored frames and, when the clips' names carry two or more sources
+(`davis_dog`, `uav_boat1`: `clip_windows.clip_group`), pooled per source. Writes
+`clips_results.json` and `clips_results.md`, `iou_per_frame.png` (each tracker's IoU on each
+scored frame, one panel per sequence; the JSON holds the values, null where not scored) and
+one strip picture per sequence (`/` in a name written `__`) to `out_dir`, by default
+`<checkpoint folder>/eval_clips` (`results/pretrained/eval_clips` for the shipped model).
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from hart_tf import viz
+from hart_tf import pretrained, viz
 from hart_tf.data import clips
-from hart_tf.data.clip_windows import short_list
+from hart_tf.data.clip_windows import clip_group, short_list
 from hart_tf.data.images import image_size, read_image
 from hart_tf.model import metrics
 from hart_tf.model.saving import resolve_checkpoint, trained_data
@@ -44,6 +47,7 @@ from hart_tf.track.tracker import Tracker
 
 STATIC, CSRT, HART = "static box", "CSRT", "HART"
 RESULTS_JSON, RESULTS_MD = "clips_results.json", "clips_results.md"
+IOU_PLOT = "iou_per_frame.png"
 # A clip's frames are held decoded when they fit in this many bytes, else decoded again for
 # each tracker as it runs (a LaSOT clip of 2,500 frames at 1280x720 is 6.9 GB decoded).
 HOLD_BYTES = 2**30
@@ -175,6 +179,12 @@ def markdown(record: dict[str, Any]) -> str:
     seqs = record["sequences"].values()
     for seq, r in record["sequences"].items():
         rows.append(row(seq, (r["frames"], r["scored"], r["absent"]), r["scores"]))
+    for group, results in record.get("groups", {}).items():
+        members = [r for n, r in record["sequences"].items() if clip_group(n) == group]
+        counts = (sum(r["frames"] for r in members), results[names[0]]["frames"],
+                  sum(r["absent"] for r in members))
+        label = f"all {group}_*" if group else "all others"
+        rows.append(row(f"{label} ({len(members)})", counts, results))
     overall = record["overall"]
     totals = (sum(r["frames"] for r in seqs), overall[names[0]]["frames"],
               sum(r["absent"] for r in seqs))
@@ -196,6 +206,44 @@ def _strip(frames: ClipFrames, gt_xywh: np.ndarray, results: dict, path: Path,
     shown = np.stack([frames[t] for t in steps])  # (S, H, W, 3)
     viz.save_png(viz.sequence_strip(shown, boxes, max_frames=6, ncols=6, colors=colors,
                                     step_labels=[int(t) + first for t in steps]), path)
+
+
+def iou_per_frame(ious: np.ndarray, present: np.ndarray) -> list[float | None]:
+    """IoU on each frame after the first (`ious` over the scored ones), None where the target
+    is absent (not scored)."""
+    out: list[float | None] = [None] * (len(present) - 1)
+    for i, v in zip(np.flatnonzero(present[1:]), ious, strict=True):
+        out[i] = float(v)
+    return out
+
+
+def _iou_figure(per_seq: dict[str, dict], trackers: Sequence[str], path: Path) -> None:
+    """One panel per sequence: each tracker's IoU on every frame (gaps where not scored)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+
+
+    cols = min(3, len(per_seq))
+    rows = -(-len(per_seq) // cols)
+    fig = Figure(figsize=(4.2 * cols, 2.6 * rows), dpi=80, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    for k, (name, r) in enumerate(per_seq.items()):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        frames = r["first_visible"] + np.arange(1, len(r["present"]))  # clip frame numbers
+        for t in trackers:
+            curve = np.array([np.nan if v is None else v
+                              for v in iou_per_frame(r[t]["ious"], r["present"])])
+            ax.plot(frames, curve, label=t, lw=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=7, loc="lower left")
+    fig.supxlabel("frame")
+    fig.supylabel("IoU")
+    canvas.draw()
+    viz.save_png(np.asarray(canvas.buffer_rgba())[..., :3].copy(), path)
 
 
 def _read_boxes(seq_dir: Path, max_frames: int | None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -271,12 +319,12 @@ def evaluate_clips(
     trained_clips = set(trained.get("train_clips", []))
     if trained.get("train_clips") == "all":
         same = Path(trained.get("train_clips_dir", "")).resolve() == Path(data_dir).resolve()
-        trained_clips = set(names) if same else set()
+        trained_clips = set(names) - set(trained.get("val_clips", [])) if same else set()
     trained_on = [n for n in names if n in trained_clips]
     if trained_on:
         print(f"warning: {path} was trained on {', '.join(trained_on)}: their scores are not "
               "held-out results (--clips chooses the clips to score)", file=sys.stderr)
-    out = Path(out_dir) if out_dir else path.parent / "eval_clips"
+    out = Path(out_dir) if out_dir else pretrained.report_dir(path, "eval_clips")
     out.mkdir(parents=True, exist_ok=True)
     trackers, skipped = _trackers(path, with_csrt)
 
@@ -322,11 +370,21 @@ def evaluate_clips(
                    "absent": int(r["clip_frames"] - r["present"].sum()),
                    "scores": {t: {k: v for k, v in r[t].items() if k not in ("ious", "boxes")}
                               for t in trackers},
-                   "boxes_xywh": {t: r[t]["boxes"].round(2).tolist() for t in trackers}}
+                   "boxes_xywh": {t: r[t]["boxes"].round(2).tolist() for t in trackers},
+                   # frames first_visible + 1 on; null where the target is absent
+                   "iou_per_frame": {t: iou_per_frame(r[t]["ious"], r["present"])
+                                     for t in trackers}}
             for name, r in per_seq.items()
         },
         "overall": {t: _pooled(per_seq, t) for t in trackers},
     }
+    groups = sorted({clip_group(n) for n in per_seq})
+    if len(groups) > 1:  # pooled per source as well (davis_*, uav_*)
+        record["groups"] = {
+            g: {t: _pooled({n: r for n, r in per_seq.items() if clip_group(n) == g}, t)
+                for t in trackers}
+            for g in groups}
+    _iou_figure(per_seq, list(trackers), out / IOU_PLOT)
     table = markdown(record)
     tmp = out / f".tmp-{RESULTS_JSON}"
     tmp.write_text(json.dumps(record, indent=1, default=float))
@@ -342,5 +400,5 @@ def evaluate_clips(
         + "\n\n"
         + table + "\n")
     print(table)
-    print(f"Wrote {out / RESULTS_JSON} and {out / RESULTS_MD}")
+    print(f"Wrote {out / RESULTS_JSON}, {out / RESULTS_MD} and {out / IOU_PLOT}")
     return record

@@ -6,10 +6,11 @@ import os
 import sys
 from pathlib import Path
 
+from hart_tf import pretrained
 from hart_tf.eval import sets
 from hart_tf.eval.sequences import evaluate_model, evaluate_opencv, write_report
 from hart_tf.model.saving import load_model, resolve_checkpoint, trained_data
-from hart_tf.track.baselines import BENCH_HINT, OPENCV_KINDS, _import_cv2
+from hart_tf.track import baselines
 
 
 def warn_if_other_data(path: Path, options) -> None:
@@ -36,14 +37,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, options, out_dir: str | N
         The scores (without the per-sequence outputs) and `written`, the report's files.
     """
     for kind in opencv:
-        if kind not in OPENCV_KINDS:
+        if kind not in baselines.OPENCV_KINDS:
             raise ValueError(f"--opencv_baselines: unknown tracker {kind!r}; "
-                             f"choose from {','.join(OPENCV_KINDS)}")
+                             f"choose from {','.join(baselines.OPENCV_KINDS)}")
     if opencv:
         try:
-            _import_cv2()
+            baselines._import_cv2()
         except ImportError:
-            raise ValueError(f"--opencv_baselines needs OpenCV: {BENCH_HINT}") from None
+            raise ValueError(f"--opencv_baselines needs OpenCV: {baselines.BENCH_HINT}") from None
     path = resolve_checkpoint(checkpoint)
     model = load_model(path)
     options = options.replace(config=model.config)
@@ -57,7 +58,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, options, out_dir: str | N
             scores = evaluate_opencv(kind, data)
             scores.pop("boxes")
             result["opencv"][kind] = scores
-    out = Path(out_dir) if out_dir else path.parent / f"eval_{options.data.dataset}"
+    out = Path(out_dir) if out_dir else pretrained.report_dir(path, f"eval_{options.data.dataset}")
     written = write_report(result, data, out)
     record = {k: v for k, v in result.items() if k != "outputs"}
     record["written"] = [str(p) for p in written]

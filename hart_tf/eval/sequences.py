@@ -32,12 +32,21 @@ def predict(model, data: dict[str, np.ndarray], batch_size: int = 32) -> dict[st
 
 
 def score(pred: np.ndarray, gt: np.ndarray, presence: np.ndarray) -> dict[str, Any]:
-    """Tracking scores of boxes (N, T, 4) against ground truth; step 0 is not scored."""
+    """Tracking scores of boxes (N, T, 4) against ground truth; step 0 is not scored, except
+    by `mean_iou_notebook`.
+
+    Two mean IoUs, of two protocols: `mean_iou` (ours) pools every present (object, step)
+    pair with t >= 1; `mean_iou_notebook` (the authors' evaluation notebook) is the mean of
+    the per-step IoU curve over t = 0 .. T - 2, t = 0 (the given box, IoU 1) included: the
+    curve of T - 1 steps, 60 on KITTI, as the notebook's on windows of 60 frames.
+    """
     per_step = np.asarray(metrics.iou_per_step(pred, gt, presence))
     ious = np.asarray(metrics.iou(pred, gt))[:, 1:]
     present = presence[:, 1:] > 0
+    steps = gt.shape[1] - 1
     return {
         "mean_iou": float(np.asarray(metrics.mean_iou(pred, gt, presence))),
+        "mean_iou_notebook": metrics.notebook_mean_iou(pred, gt, presence, steps),
         "iou_per_step": per_step[1:].tolist(),
         "success_auc": metrics.success_auc(ious[present]),
         "precision_20": metrics.precision_at(pred[:, 1:], gt[:, 1:], 20.0, presence[:, 1:]),

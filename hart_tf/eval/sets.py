@@ -48,6 +48,8 @@ def data_record(options, windows: clip_windows.ClipWindows | None = None) -> dic
                 record["train_clips_count"] = len(windows.names)
         elif options.data.train_clips:
             record["train_clips"] = list(options.data.train_clips)
+        if options.data.val_clips:
+            record["val_clips"] = list(options.data.val_clips)
     return record
 
 
@@ -76,7 +78,7 @@ def kth_clips(options, split: str):
     if not options.data.data_dir:
         raise ValueError("--dataset=kth needs --data_dir (the folder of prepared KTH frames "
                          "and KTHBoundingBoxInfo*.txt)")
-    return kth.loadkth_clips(options.data.data_dir, split)
+    return kth.load_kth(options.data.data_dir, split)
 
 
 def eval_set(options, split: str, n: int, length: int | None = None,
@@ -108,29 +110,51 @@ def _first(batches, options, split: str, n: int, length: int) -> dict[str, Any]:
     )
 
 
-def evaluate_iou(model, data: dict[str, np.ndarray], length: int, batch_size: int) -> float:
-    """Mean IoU (t >= 1, present objects) of `model` on the first `length` frames of `data`."""
+def clip_val_set(options) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The validation windows of `--val_clips` (`clip_windows.validation_windows`, about
+    `eval_sequences` of the longest curriculum length) and the clip of each."""
+    d = options.data
+    if d.dataset != "synthetic" or not d.train_clips_dir:
+        raise ValueError("--val_clips names clips of --train_clips_dir (with --dataset="
+                         f"synthetic), got --dataset={d.dataset} and --train_clips_dir="
+                         f"{d.train_clips_dir}")
+    length = options.schedule.curriculum_lengths[-1]
+    data, names = clip_windows.validation_windows(
+        d.train_clips_dir, d.val_clips, tuple(options.config.image_size), length,
+        d.eval_sequences)
+    groups = sorted({clip_windows.clip_group(n) for n in names})
+    print(f"Validating on real clips {clip_windows.short_list(list(d.val_clips))} "
+          f"({len(names)} windows of {length} frames, whole frames"
+          + (f"; per source: {', '.join(groups)}" if len(groups) > 1 else "")
+          + "): they choose the best checkpoint")
+    return data, names
+
+
+def validate(model, data: dict[str, np.ndarray], length: int | None, batch_size: int,
+             clip_names: list[str] | None = None, scores: dict | None = None) -> dict[str, float]:
+    """`val_iou`: mean IoU (t >= 1, present objects) on the first `length` frames of `data`
+    (all when None); with the windows' `clip_names` from two or more sources
+    (`clip_windows.clip_group`), also `val_iou_<source>` over each source's windows.
+
+    One prediction over all of `data`'s frames serves every length (the model is causal: its
+    first `length` boxes are those of a `length`-frame run). A `scores` dict receives
+    `current_length`, `final_length` (all the frames), and `score` dicts (mean_iou,
+    iou_per_step, success_auc, precision_20) `current` and `final` at those lengths and
+    `static`, the static baseline's at the final length."""
+    full = np.asarray(predict(model, data, batch_size)["boxes"])  # (N, T, 4)
     cut = {k: v[:, :length] for k, v in data.items()}
-    pred = predict(model, cut, batch_size)["boxes"]
-    return float(np.asarray(metrics.mean_iou(pred, cut["boxes"], cut["presence"])))
-
-
-def validate(model, data: dict[str, np.ndarray], length: int, batch_size: int) -> dict[str, Any]:
-    """Validation scores at the training length `length` and at the set's full (the longest)
-    length, from one prediction over the full length (the model is causal: its first
-    `length` boxes are those of a `length`-frame run).
-
-    Returns:
-        {"current_length": `length`, "final_length": the set's length, "current" and
-        "final": `score` dicts (mean_iou, iou_per_step, success_auc, precision_20),
-        "static": the static baseline's `score` at the final length}.
-    """
-    pred = predict(model, data, batch_size)["boxes"]
-    gt, presence = data["boxes"], data["presence"]
-    steps = gt.shape[1]
-    return {
-        "current_length": min(length, steps), "final_length": steps,
-        "current": score(pred[:, :length], gt[:, :length], presence[:, :length]),
-        "final": score(pred, gt, presence),
-        "static": score(metrics.static_baseline(gt[:, 0], steps), gt, presence),
-    }
+    pred = full[:, :length]
+    if scores is not None:
+        gt, presence, steps = data["boxes"], data["presence"], full.shape[1]
+        scores.update(current_length=pred.shape[1], final_length=steps,
+                      current=score(pred, cut["boxes"], cut["presence"]),
+                      final=score(full, gt, presence),
+                      static=score(metrics.static_baseline(gt[:, 0], steps), gt, presence))
+    out = {"val_iou": float(np.asarray(metrics.mean_iou(pred, cut["boxes"], cut["presence"])))}
+    groups = [clip_windows.clip_group(n) for n in clip_names or ()]
+    if len(set(groups)) > 1:
+        for g in sorted(set(groups)):
+            m = np.array([x == g for x in groups])  # (N,) windows of this source
+            iou = metrics.mean_iou(pred[m], cut["boxes"][m], cut["presence"][m])
+            out[f"val_iou_{g or 'other'}"] = float(np.asarray(iou))
+    return out

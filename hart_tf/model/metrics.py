@@ -73,6 +73,30 @@ def mean_iou(pred, gt, presence):
     return _safe_divide(ops.sum(overlap), ops.sum(presence))
 
 
+def notebook_mean_iou(pred, gt, presence, steps: int | None = None) -> float:
+    """The authors' evaluation notebook's score: the mean over t = 0 .. steps - 1 of the IoU
+    curve (mean IoU of the present objects at each step), t = 0 included, where the tracker
+    holds the given box (IoU 1). Steps without a present object are left out (the notebook
+    would divide by zero there). `mean_iou` instead pools every present (object, step) pair
+    with t >= 1, so long sequences weigh more and the free t = 0 is not counted.
+
+    Args:
+        pred: predicted boxes, `[B, T, 4]`.
+        gt: ground-truth boxes, `[B, T, 4]`.
+        presence: `[B, T]`, 1 where the object is visible.
+        steps: length of the curve (the notebook: 60 on windows of 60 frames); default T.
+
+    Returns:
+        The curve's mean, a float.
+    """
+    steps = steps or np.shape(gt)[1]
+    present = np.asarray(presence)[:, :steps] > 0
+    curve = np.asarray(iou_per_step(pred[:, :steps], gt[:, :steps], presence[:, :steps]))
+    if not present.any():
+        raise ValueError("notebook_mean_iou: no present object to score")
+    return float(curve[present.any(axis=0)].mean())
+
+
 def success_curve(ious, thresholds=OTB_THRESHOLDS) -> tuple[np.ndarray, np.ndarray]:
     """OTB success plot: fraction of frames with IoU strictly above each threshold.
 

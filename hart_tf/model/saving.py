@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 
+from hart_tf import pretrained
 from hart_tf.model import hart  # noqa: F401  (registers HART and its layers with Keras)
 
 FORMAT = "hart_tf-checkpoint/1"
@@ -74,8 +75,10 @@ def trained_data(keras_path: str | os.PathLike) -> dict | None:
 
 
 def resolve_checkpoint(path: str | os.PathLike, flag: str = "--model") -> Path:
-    """A `.keras` file, or a run folder (its best checkpoint, else its latest); errors name
-    `flag`."""
+    """A `.keras` file, a run folder (its best checkpoint, else its latest) or `pretrained`
+    (the model shipped in the package, `hart_tf.pretrained`); errors name `flag`."""
+    if pretrained.is_pretrained(path):
+        return pretrained.path()
     p = Path(path)
     if p.is_dir():
         tags = [f"ckpt-{step}" for step in reversed(_checkpoint_steps(p))]
@@ -97,7 +100,8 @@ def resolve_checkpoint(path: str | os.PathLike, flag: str = "--model") -> Path:
 
 
 def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
-    """Loads a HART from a `.keras` file, or from a run folder (its best checkpoint, else
-    its latest). `compile=True` also restores the optimizer: import `hart_tf.train` first,
+    """Loads a HART from a `.keras` file, a run folder (its best checkpoint, else its
+    latest) or `pretrained` (the model shipped in the package). `compile=True` also
+    restores the optimizer: import `hart_tf.train` first,
     which registers the guarded optimizers."""
     return keras.saving.load_model(resolve_checkpoint(path), compile=compile)

@@ -6,8 +6,10 @@ Usage:
     python -m hart_tf.track --model=models/hart/1 --frames=clip/ --init=120,40,32,64 \\
         --out=boxes.txt [--gif=tracked.gif]
     python -m hart_tf.track --model=checkpoints/hart --video=clip.mp4 --init=... --out=...
+    python -m hart_tf.track --model=pretrained --frames=clip/ --init=120,40,32,64 --out=boxes.txt
 
-`--model` is a SavedModel export folder, a `.keras` checkpoint or a run folder. Frames are
+`--model` is a SavedModel export folder, a `.keras` checkpoint, a run folder or `pretrained`
+(the model shipped in the package, `hart_tf/pretrained/MODEL_CARD.md`). Frames are
 the folder's .jpg/.jpeg/.png files in natural order (frame2 before frame10); `--video` needs
 the video extra (`pip install -e '.[video]'`). `--init` is the first frame's box x,y,w,h in
 pixels. `--out` gets one `x,y,w,h` line per frame, the first being the `--init` box; `--gif`
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hart_tf import viz
+from hart_tf import pretrained, viz
 from hart_tf.data.clips import frame_paths
 from hart_tf.data.errors import DataError
 from hart_tf.data.images import read_image
@@ -62,7 +64,10 @@ def check_init_in_frame(box: np.ndarray, frame_shape: tuple[int, ...]) -> None:
 
 
 def load_tracker(path: str | os.PathLike) -> Tracker:
-    """A SavedModel export folder, a `.keras` checkpoint or a run folder -> Tracker."""
+    """A SavedModel export folder, a `.keras` checkpoint, a run folder or `pretrained` (the
+    model shipped in the package) -> Tracker."""
+    if pretrained.is_pretrained(path):
+        return Tracker.from_pretrained()
     p = Path(path)
     if not p.exists():
         raise ValueError(f"--model: {p} does not exist")

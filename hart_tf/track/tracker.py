@@ -1,6 +1,7 @@
 """Online tracking with a trained HART, frame by frame, like an OpenCV or GOT-10k tracker.
 
     tracker = Tracker.from_checkpoint("checkpoints/hart")   # or Tracker.from_saved_model(dir)
+    tracker = Tracker.from_pretrained()   # the model shipped in the package
     tracker.init(first_frame, (x, y, w, h))
     for frame in frames:
         x, y, w, h = tracker.update(frame)
@@ -31,6 +32,7 @@ import keras
 import numpy as np
 from PIL import Image
 
+from hart_tf import pretrained
 from hart_tf.data.images import RESAMPLE
 from hart_tf.model.saving import load_model, resolve_checkpoint
 from hart_tf.track.export import STATE_KEYS, read_export_config
@@ -180,6 +182,12 @@ class Tracker:
     def from_checkpoint(cls, path: str | os.PathLike) -> Tracker:
         """Tracks with a `.keras` checkpoint, or a run folder's best (else latest) one."""
         return cls.from_model(load_model(resolve_checkpoint(path)))
+
+    @classmethod
+    def from_pretrained(cls, name: str | None = None) -> Tracker:
+        """Tracks with a model shipped in the package (`hart_tf.pretrained`; default
+        `hart_real`, see its MODEL_CARD.md): no download, no path."""
+        return cls.from_model(load_model(pretrained.path(name or pretrained.DEFAULT)))
 
     @classmethod
     def from_saved_model(cls, path: str | os.PathLike) -> Tracker:

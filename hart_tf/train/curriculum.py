@@ -7,19 +7,29 @@ import dataclasses
 
 @dataclasses.dataclass
 class Curriculum:
-    """Grows the training sequence length when the train IoU is good enough.
+    """Grows the training sequence length when the IoU is good enough.
 
     The threshold falls linearly from `threshold` at the first length to
     `threshold - threshold_decrease` at the last (the original's
     `time_increase_threshold`); a length is left only after `min_epochs` epochs at it
-    (`min_epochs_per_timestep`). `lengths` lists the lengths to step through (the original
-    steps by one: start, start+1, ..., max).
+    (`min_epochs_per_timestep`), at a promotion check, which comes every `check_every`
+    epochs at a length (the original checks when it logs, every `log_every_n_epochs=3`
+    epochs). `lengths` lists the lengths to step through (the original steps by one: start,
+    start+1, ..., max).
+
+    The original's TrainSchedule (13 epochs, checks every 3, counted from a promotion)
+    first promotes 15 epochs into a length; so does this with `min_epochs=13,
+    check_every=3`. Two differences of granularity: the original checks mid-epoch, one
+    step into an epoch at its first length (its first check is at step 1), where it can
+    leave after 12 epochs and a step, and its checks are at least 500 and at most 100,000
+    steps apart (neither bound binds on KITTI at batch 10); here checks come at epoch ends.
 
     Attributes:
         lengths: increasing sequence lengths.
         threshold: IoU needed to leave the first length.
         threshold_decrease: how much lower the threshold is at the last length.
         min_epochs: least epochs at a length before growing.
+        check_every: epochs between promotion checks at a length.
         index: position in `lengths` (state).
         epochs_at_length: epochs trained at the current length (state).
     """
@@ -28,6 +38,7 @@ class Curriculum:
     threshold: float = 0.70
     threshold_decrease: float = 0.05
     min_epochs: int = 13
+    check_every: int = 1
     index: int = 0
     epochs_at_length: int = 0
 
@@ -60,12 +71,19 @@ class Curriculum:
         ratio = (self.length - first) / (last - first)
         return self.threshold - ratio * self.threshold_decrease
 
-    def end_epoch(self, train_iou: float) -> bool:
-        """Records one finished epoch; returns True when the length grew."""
+    def check_due(self) -> bool:
+        """Whether the epoch now ending (not yet recorded) can promote, given its score: the
+        trainer computes a costly score (`curriculum_score=test_mode`) only then."""
+        done = self.epochs_at_length + 1
+        return (not self.at_max and done >= self.min_epochs
+                and done % self.check_every == 0)
+
+    def end_epoch(self, score: float | None) -> bool:
+        """Records one finished epoch with its promotion `score` (IoU; None where no check
+        is due); returns True when the length grew."""
+        due = self.check_due()
         self.epochs_at_length += 1
-        if self.at_max:
-            return False
-        if train_iou >= self.current_threshold() and self.epochs_at_length >= self.min_epochs:
+        if due and score is not None and score >= self.current_threshold():
             self.index += 1
             self.epochs_at_length = 0
             return True

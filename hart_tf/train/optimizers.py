@@ -1,15 +1,35 @@
-"""Optimizers with global-norm clipping that report the gradient norm and skip bad steps.
+"""Optimizers with gradient clipping that report the gradient norm and skip bad steps.
 
-`GuardedRMSprop` is the original's optimizer (RMSprop with momentum); `GuardedAdam` is the
-same guard around Adam (`--optimizer=adam`). `make_optimizer` builds either from flags.
+`GuardedTF1RMSprop` is the original's optimizer (TF1's RMSProp with momentum, `--optimizer=
+rmsprop_tf1`); `GuardedRMSprop` is Keras' RMSprop (mean square starting at 0, eps 1e-7);
+`GuardedAdam` is the same guard around Adam (`--optimizer=adam`). Gradients are clipped by
+their global norm (`clip_norm`, Keras' `global_clipnorm`) or, as the original
+(`minimize_clipped(..., soft=True)`), by their per-element RMS (`clip_rms`).
+`make_optimizer` builds any of them from flags.
 """
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
-OPTIMIZERS = ("rmsprop", "adam")
+from hart_tf.train.tf1_rmsprop import TF1RMSprop
+
+OPTIMIZERS = ("rmsprop", "rmsprop_tf1", "adam")
+
+
+def clip_by_rms(grads: list, clip_rms: float) -> list:
+    """The original's soft clipping: when the root mean square of all gradient elements,
+    `rms = sqrt(sum(g^2) / N)` over the N elements of every gradient, exceeds `clip_rms`,
+    every gradient is scaled by `clip_rms / rms` (a global-norm clip at
+    `clip_rms * sqrt(N)`); otherwise they are unchanged."""
+    n = sum(math.prod(g.shape) for g in grads)  # static shapes: the variables'
+    sum_sq = sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads)
+    rms = ops.sqrt(sum_sq / n)
+    scale = ops.where(rms > clip_rms, clip_rms / ops.maximum(rms, 1e-30), 1.0)
+    return [g * ops.cast(scale, g.dtype) for g in grads]
 
 
 class _Guard:
@@ -21,12 +41,22 @@ class _Guard:
       they were, `bad_steps` counts the skipped updates and `consecutive_bad` the current
       run of them, so training can stop after K in a row.
 
+    `clip_rms` (> 0) clips the gradients on their per-element RMS (`clip_by_rms`, the
+    original's soft clipping) before the wrapped optimizer sees them.
+
     Under `tf.distribute` (MirroredStrategy, MultiWorkerMirroredStrategy) the gradients are
     summed over the replicas before the norm is taken, so the norm, the clipping and the
     skip decision are those of the global batch and the same on every replica (Keras alone
     would clip each replica's gradients before summing them). Under JAX with
     `keras.distribution` the step is one SPMD program over global arrays and needs nothing.
     """
+
+    def __init__(self, *args, clip_rms: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clip_rms = clip_rms
+
+    def get_config(self):
+        return {**super().get_config(), "clip_rms": self.clip_rms}
 
     def build(self, variables):
         super().build(variables)
@@ -57,6 +87,8 @@ class _Guard:
         finite = ops.isfinite(norm)
         # Non-finite gradients become zeros; the step is then undone below.
         safe = [ops.where(finite, g, ops.zeros_like(g)) for g in grads]
+        if self.clip_rms:
+            safe = clip_by_rms(safe, self.clip_rms)
         if not self.built:
             self.build(trainable_variables)
         variables = trainable_variables or self._trainable_variables
@@ -90,19 +122,27 @@ class GuardedRMSprop(_Guard, keras.optimizers.RMSprop):
 
 
 @keras.saving.register_keras_serializable(package="hart_tf")
+class GuardedTF1RMSprop(_Guard, TF1RMSprop):
+    """TF1's RMSProp (`TF1RMSprop`: mean square from 1, eps 1e-10), plus the guard."""
+
+
+@keras.saving.register_keras_serializable(package="hart_tf")
 class GuardedAdam(_Guard, keras.optimizers.Adam):
     """Adam with global-norm clipping plus the guard (`--optimizer=adam`)."""
 
 
-def make_optimizer(name: str, learning_rate: float, momentum: float, clip_norm: float):
+def make_optimizer(name: str, learning_rate: float, momentum: float, clip_norm: float,
+                   clip_rms: float = 0.0):
     """The guarded optimizer `name` (one of OPTIMIZERS); `momentum` is RMSprop's momentum
-    or Adam's beta_1."""
+    or Adam's beta_1. With `clip_rms` > 0 the gradients are clipped on their per-element
+    RMS (the original's) instead of by the global norm `clip_norm`."""
+    clip = {"clip_rms": clip_rms} if clip_rms else {"global_clipnorm": clip_norm}
     if name == "rmsprop":
-        return GuardedRMSprop(learning_rate=learning_rate, momentum=momentum,
-                              global_clipnorm=clip_norm)
+        return GuardedRMSprop(learning_rate=learning_rate, momentum=momentum, **clip)
+    if name == "rmsprop_tf1":
+        return GuardedTF1RMSprop(learning_rate=learning_rate, momentum=momentum, **clip)
     if name == "adam":
-        return GuardedAdam(learning_rate=learning_rate, beta_1=momentum,
-                           global_clipnorm=clip_norm)
+        return GuardedAdam(learning_rate=learning_rate, beta_1=momentum, **clip)
     raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
 
 

@@ -38,6 +38,11 @@ class DataOptions:
         train_clips: the clips of `train_clips_dir` to train on (names, or "all").
         train_clips_fraction: the share of each batch cut from those clips.
         train_clips_cache_mb: hold the clips' frames decoded when they fit in this many MiB.
+        train_clips_colour_jitter: strength of the per-window brightness, contrast and
+            saturation jitter of the real-clip windows (0: none).
+        val_clips: clips of `train_clips_dir` that validate (choose the best checkpoint)
+            instead of training; with real clips in training they replace the synthetic
+            validation set.
         data_workers: threads rendering batches ahead of the model.
         eval_sequences: sequences in the validation and test sets.
         eval_steps: frames scored per test sequence (None: 60 for KITTI, else 30).
@@ -54,6 +59,8 @@ class DataOptions:
     train_clips: tuple[str, ...] = ()
     train_clips_fraction: float = 0.5
     train_clips_cache_mb: float = 2048.0
+    train_clips_colour_jitter: float = 0.2
+    val_clips: tuple[str, ...] = ()
     data_workers: int = 2
     eval_sequences: int = 32
     eval_steps: int | None = None
@@ -74,6 +81,8 @@ class OptimizerOptions:
         learning_rate: the rate at the first curriculum length.
         momentum: RMSProp's momentum, or Adam's beta_1.
         clip_norm: gradients are clipped to this global norm.
+        clip_rms: > 0: instead, gradients are clipped on the root mean square of all their
+            elements at this value, as the original (0.3: a global norm of 0.3 sqrt(N)).
         lr_decay: {length: factor}: the rate is multiplied by `factor` once the curriculum
             reaches `length` steps.
     """
@@ -83,6 +92,7 @@ class OptimizerOptions:
     learning_rate: float = 1e-3
     momentum: float = 0.9
     clip_norm: float = 1.0
+    clip_rms: float = 0.0
     lr_decay: dict[int, float] = dataclasses.field(default_factory=lambda: {20: 0.3})
 
     def rate_at(self, length: int) -> float:
@@ -106,6 +116,12 @@ class ScheduleOptions:
         steps_per_epoch: updates per epoch (validation, checkpoint and curriculum check).
         epochs: epochs to train.
         max_minutes: stop after this many minutes of training (0: no limit).
+        epoch_from_windows: an epoch is one pass over the augmented training windows (KITTI,
+            KTH; the original's), not `steps_per_epoch` updates.
+        curriculum_check_every: epochs between promotion checks (the original: 3).
+        curriculum_score: "train", the epoch's running train-mode IoU (ours), or
+            "test_mode", the IoU with training=False over a quarter epoch of training
+            batches (the original's).
     """
 
     curriculum_lengths: tuple[int, ...] = (5, 10, 20)
@@ -115,12 +131,16 @@ class ScheduleOptions:
     steps_per_epoch: int = 50
     epochs: int = 200
     max_minutes: float = 8.5
+    epoch_from_windows: bool = False
+    curriculum_check_every: int = 1
+    curriculum_score: str = "train"
 
     def curriculum(self) -> Curriculum:
         """A new curriculum at its first length."""
         return Curriculum(self.curriculum_lengths, threshold=self.curriculum_threshold,
                           threshold_decrease=self.curriculum_threshold_decrease,
-                          min_epochs=self.curriculum_min_epochs)
+                          min_epochs=self.curriculum_min_epochs,
+                          check_every=self.curriculum_check_every)
 
 
 @dataclasses.dataclass
@@ -174,6 +194,13 @@ class RunOptions:
     coordinator_address: str | None = None
     process_id: int = 0
 
+
+# `--curriculum_protocol` sets these three together.
+CURRICULUM_PROTOCOLS = {
+    "ours": {"epoch_from_windows": False, "curriculum_check_every": 1, "curriculum_score": "train"},
+    "original": {"epoch_from_windows": True, "curriculum_check_every": 3,
+                 "curriculum_score": "test_mode"},
+}
 
 GROUPS = {"data": DataOptions, "optimizer": OptimizerOptions, "schedule": ScheduleOptions,
           "run": RunOptions}

@@ -14,13 +14,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from hart_tf.data import clip_windows, kitti, kth, synthetic
+from hart_tf.data import clip_windows, clips, kitti, kth, synthetic
+from hart_tf.eval.sequences import predict
 from hart_tf.eval.sets import (
     all_clips,
     kitti_sequences,
     kth_clips,
     synthetic_config,
 )
+from hart_tf.model import metrics
 
 
 def to_xy(batch: dict[str, np.ndarray]) -> tuple[dict, dict]:
@@ -31,6 +33,8 @@ def to_xy(batch: dict[str, np.ndarray]) -> tuple[dict, dict]:
 
 # First word of the real windows' seed: their stream is apart from the synthetic ones.
 _CLIP_STREAM = 4
+# First word of the curriculum's score batches' seed (`TrainSource.score_batches`).
+_SCORE_STREAM = 5
 
 
 def _clip_count(options) -> int:
@@ -47,9 +51,19 @@ def _train_clips(options) -> clip_windows.ClipWindows | None:
                          f"use it with --dataset=synthetic, got --dataset={options.data.dataset}")
     if not options.data.train_clips_dir:
         raise ValueError("--train_clips needs --train_clips_dir, the folder that holds them")
-    windows = clip_windows.ClipWindows(options.data.train_clips_dir, options.data.train_clips,
+    names = list(options.data.train_clips)
+    val = set(options.data.val_clips)
+    if val:
+        if all_clips(options):  # every clip but the validation ones
+            names = [n for n in clips.find_sequences(options.data.train_clips_dir)
+                     if n not in val]
+        elif both := [n for n in names if n in val]:
+            raise ValueError(f"--val_clips {clip_windows.short_list(both)} are in --train_clips "
+                             "too: a clip validates or trains, not both")
+    windows = clip_windows.ClipWindows(options.data.train_clips_dir, names,
                                        tuple(options.config.image_size),
-                                       cache_mb=options.data.train_clips_cache_mb)
+                                       cache_mb=options.data.train_clips_cache_mb,
+                                       colour_jitter=options.data.train_clips_colour_jitter)
     which = (f"all {len(windows.names)} real clips of {windows.root}" if all_clips(options)
              else f"real clips {clip_windows.short_list(windows.names)}")
     memory = ", decoded per window" if windows.lazy else ""  # else held in memory
@@ -120,6 +134,43 @@ class TrainSource:
         for batch in it:
             yield to_xy(batch)
 
+    def epoch_steps(self, length: int) -> int:
+        """Batches in one pass over the augmented training windows of `length` frames (the
+        original's epoch: its store's `n_batches_per_epoch`, 4x the windows on KITTI)."""
+        o = self.options
+        if self._kitti is not None:
+            n = len(kitti.make_windows(self._kitti, "train", length, augment=True))
+        elif self._kth is not None:
+            n = len(kth.kth_windows(self._kth, length, augment=True))
+        else:
+            raise ValueError("--epoch_from_windows needs a dataset of windows (kitti, kth), "
+                             f"got --dataset={o.data.dataset}")
+        if n < o.optimizer.batch_size:
+            raise ValueError(f"--epoch_from_windows: {n} training windows of {length} frames, "
+                             f"fewer than --batch_size={o.optimizer.batch_size}")
+        return n // o.optimizer.batch_size
+
+    def score_batches(self, length: int, step: int) -> Iterator[tuple[dict, dict]]:
+        """Training batches of `length` frames for the curriculum's test-mode score at
+        `step`, from their own stream (the original drew them from its training queue,
+        skipping them for training); the training stream does not depend on the checks."""
+        o = self.options
+        batch_size = o.optimizer.batch_size
+        # Their own stream, apart from the training batches and from every other check's.
+        seed = int(np.random.SeedSequence([_SCORE_STREAM, o.run.seed, step]).generate_state(1)[0])
+        if self._kitti is not None:
+            it = kitti.kitti_batches(self._kitti, "train", length, batch_size, seed=seed,
+                                     num_epochs=None)
+        elif self._kth is not None:
+            it = kth.kth_batches(self._kth, o.data.data_dir, length, batch_size, augment=True,
+                                 seed=seed, num_epochs=None)
+        else:  # synthetic (without the real clips of --train_clips)
+            cfg = synthetic_config(o)
+            it = (synthetic.train_batch(i, batch_size, length, seed, cfg)
+                  for i in itertools.count())
+        for batch in it:
+            yield to_xy(batch)
+
     def batches(self, length: int, start: int | None = None) -> Iterator[tuple[dict, dict]]:
         if start is not None:
             self.index = start
@@ -130,3 +181,19 @@ class TrainSource:
 
 def train_source(options, start_batch: int = 0) -> TrainSource:
     return TrainSource(options, start_batch, workers=options.data.data_workers)
+
+
+def promotion_iou(model, source: TrainSource, length: int, n_batches: int, step: int) -> float:
+    """The original's curriculum score: the model's IoU with training=False (t >= 1, present
+    objects, pooled within a batch) averaged over `n_batches` training batches of `length`
+    frames (a quarter epoch in the original)."""
+    scores = []
+    batches = source.score_batches(length, step)
+    try:
+        for x, y in itertools.islice(batches, n_batches):
+            data = {"frames": x["frames"], "boxes": y["boxes"], "presence": y["presence"]}
+            pred = predict(model, data, len(x["frames"]))["boxes"]
+            scores.append(float(np.asarray(metrics.mean_iou(pred, y["boxes"], y["presence"]))))
+    finally:
+        batches.close()
+    return float(np.mean(scores))

@@ -15,10 +15,12 @@ mean over the epoch so far):
   visible beside the usual values), the factor clipping scaled the update by, skipped
   (non-finite) updates so far.
 * `curriculum/*`: sequence length, promotion threshold, epochs at this length, and at each
-  epoch end the epoch's mean train IoU, which the promotion compares with the threshold.
+  epoch end the epoch's mean train IoU, which the promotion compares with the threshold
+  (`curriculum/promotion_iou` instead under the original's test-mode protocol).
 * `val/*` (each epoch end): IoU, success AUC and precision@20 of the validation set at the
   training length (`*_current_length`) and at the longest length (`*_final_length`), the
-  static baseline's IoU, and the IoU-per-step plot (`val/iou_per_step`, the paper's Fig. 5);
+  static baseline's IoU (with `--val_clips` of several sources, each source's IoU), and the
+  IoU-per-step plot (`val/iou_per_step`, the paper's Fig. 5);
   `val/tracking` shows validation sequences with boxes (every `image_every` steps and at the
   last step).
 * `test/*` (after training): the test scores and IoU-per-step plot of the evaluated model.
@@ -114,7 +116,7 @@ class TensorBoardLogger:
                 norm = float(np.asarray(opt.grad_norm))
                 _scalar("optim/grad_norm", norm)
                 _scalar("optim/log10_grad_norm", math.log10(max(norm, 1e-12)))
-                clip = getattr(opt, "global_clipnorm", None)
+                clip = getattr(opt, "global_clipnorm", None) or _rms_clip_norm(model)
                 if clip:
                     _scalar("optim/clip_factor", min(1.0, clip / max(norm, 1e-12)))
                 _scalar("optim/skipped_updates", float(np.asarray(opt.bad_steps)))
@@ -142,6 +144,8 @@ class TensorBoardLogger:
         with self.writer.as_default(step=step):
             if "iou" in logs:
                 _scalar("curriculum/train_iou_epoch_mean", logs["iou"])
+            if "promotion_iou" in logs:  # the original's protocol: test-mode IoU
+                _scalar("curriculum/promotion_iou", logs["promotion_iou"])
             for name in ("epoch", "minutes"):
                 if name in logs:
                     _scalar(f"run/{name}", logs[name])
@@ -151,6 +155,9 @@ class TensorBoardLogger:
                 _scalar(f"val/success_auc_{key}_length", s["success_auc"])
                 _scalar(f"val/precision_20_{key}_length", s["precision_20"])
             _scalar("val/static_iou_final_length", scores["static"]["mean_iou"])
+            for key, value in logs.items():  # --val_clips of several sources: each one's
+                if key.startswith("val_iou_") and key != "val_iou_final_length":
+                    _scalar(f"val/iou_current_length_{key.removeprefix('val_iou_')}", value)
             _scalar("val/current_length", current)
             title = f"Validation at step {step} (training length T={current})"
             figure = _iou_figure(scores["final"], scores["static"], title)
@@ -207,6 +214,14 @@ def _scalar(tag: str, value) -> None:
     value = float(value)
     if math.isfinite(value):
         tf.summary.scalar(tag, value)
+
+
+def _rms_clip_norm(model) -> float | None:
+    """The global norm that `--clip_rms` clips at: clip_rms x sqrt(number of weights)."""
+    clip_rms = getattr(model.optimizer, "clip_rms", 0.0)
+    if not clip_rms:
+        return None
+    return clip_rms * math.sqrt(sum(math.prod(v.shape) for v in model.trainable_variables))
 
 
 def _iou_figure(scores: dict, static: dict, title: str) -> np.ndarray:

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from hart_tf.eval import sets
 from hart_tf.eval.sequences import evaluate_model
@@ -42,6 +41,7 @@ from hart_tf.model.hart import HART, use_function_for_length
 from hart_tf.model.saving import CheckpointError, resolve_checkpoint
 from hart_tf.train import distribute
 from hart_tf.train import sources as datasets
+from hart_tf.train import state as run_state
 from hart_tf.train.checkpoints import CheckpointManager, check_writable, config_difference
 from hart_tf.train.curriculum import collapse_warning
 from hart_tf.train.optimizers import make_optimizer
@@ -81,7 +81,8 @@ def build_model(options: TrainOptions) -> HART:
     model.build()
     _load_v1_weights(model, options.config)
     o = options.optimizer
-    optimizer = make_optimizer(o.optimizer, o.learning_rate, o.momentum, o.clip_norm)
+    optimizer = make_optimizer(o.optimizer, o.learning_rate, o.momentum, o.clip_norm,
+                               o.clip_rms)
     model.compile(optimizer=optimizer, jit_compile=_jit(options) and not options.run.run_eagerly,
                   run_eagerly=options.run.run_eagerly)
     _runtime_options(model, options)
@@ -94,12 +95,13 @@ def _init_from(model: HART, path: Path) -> None:
     try:
         source = keras.saving.load_model(path, compile=False)
     except Exception as e:
-        raise CheckpointError(f"--init_from: cannot load {path}: {_load_error(e)}") from None
+        reason = run_state.load_error(e)
+        raise CheckpointError(f"--init_from: cannot load {path}: {reason}") from None
     if not isinstance(source, HART):
         raise CheckpointError(f"--init_from: {path} holds a {type(source).__name__}, not a HART")
     # In creation order, as Keras' own loading matches them (paths carry name counters).
-    mine = [v for v in model.weights if not _is_seed_state(v)]
-    theirs = [v for v in source.weights if not _is_seed_state(v)]
+    mine = [v for v in model.weights if not run_state.is_seed_state(v)]
+    theirs = [v for v in source.weights if not run_state.is_seed_state(v)]
     diff = config_difference(source.config.to_dict(), model.config.to_dict())
     shapes = [tuple(v.shape) for v in mine], [tuple(v.shape) for v in theirs]
     if shapes[0] != shapes[1]:
@@ -121,51 +123,6 @@ def _eval_set(options: TrainOptions, split: str, n: int, length: int | None = No
         ) from None
 
 
-# ---- state that .keras files do not keep -------------------------------------------------
-
-
-def _is_seed_state(variable) -> bool:
-    # keras.random.SeedGenerator states: dropout and zoneout noise streams.
-    return variable.path.endswith("seed_generator_state")
-
-
-def _seed_variables(model) -> list:
-    return [v for v in model.variables if _is_seed_state(v)]
-
-
-def _load_error(e: Exception) -> str:
-    """The first line of what Keras raised for a file it cannot load (it raises many types;
-    each means the same here)."""
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-def _guarded_variables(model) -> list:
-    """What a forward pass changes besides the optimizer: batch-norm moving statistics and
-    the running metrics (the seed states advance on every step, good or bad)."""
-    seeds = {id(v) for v in _seed_variables(model)}
-    stats = [v for v in model.non_trainable_variables
-             if id(v) not in seeds and "float" in str(v.dtype)]
-    return stats + list(model.metrics_variables)
-
-
-def _running_metrics(model) -> list:
-    """The epoch's running means (a mid-epoch checkpoint keeps them), not the last step's
-    values that HART keeps for TensorBoard."""
-    return [v for v in model.metrics_variables if "step_values" not in v.path]
-
-
-def _values(variables) -> list:
-    return [np.asarray(v.numpy()).tolist() for v in variables]
-
-
-def _assign(variables, values, what: str, where: Path) -> None:
-    if len(variables) != len(values):
-        raise CheckpointError(f"{where}: {len(values)} {what} saved but the model has "
-                              f"{len(variables)}")
-    for v, value in zip(variables, values, strict=True):
-        v.assign(np.asarray(value, dtype=str(v.dtype)))
-
-
 def _restore(options: TrainOptions, manager: CheckpointManager):
     """(model, state, path) of the newest good checkpoint, or (None, None, None)."""
     for path, state in manager.candidates():
@@ -176,12 +133,13 @@ def _restore(options: TrainOptions, manager: CheckpointManager):
         try:
             model = keras.saving.load_model(path, compile=True)
         except Exception as e:
-            print(f"warning: skipping checkpoint: {path}: cannot load ({_load_error(e)})",
+            reason = run_state.load_error(e)
+            print(f"warning: skipping checkpoint: {path}: cannot load ({reason})",
                   file=sys.stderr)
             continue
         _runtime_options(model, options)
         if "rng" in state:
-            _assign(_seed_variables(model), state["rng"], "RNG states", path)
+            run_state.assign(run_state.seed_variables(model), state["rng"], "RNG states", path)
         return model, state, path
     return None, None, None
 
@@ -192,16 +150,17 @@ class _StepLogger(keras.callbacks.Callback):
     def __init__(self, trainer: _Trainer):
         super().__init__()
         self.trainer = trainer
-        self.good: list = []  # values of _guarded_variables after the last good step
+        self.good: list = []  # values of run_state.guarded_variables after the last good step
 
     def on_epoch_begin(self, epoch, logs=None):
         t = self.trainer
         model = self.model
         if t.resume_metrics is not None:
             # A mid-epoch resume: fit has just reset the metrics; continue the epoch's means.
-            _assign(_running_metrics(model), t.resume_metrics, "metric values", t.resumed_from)
+            run_state.assign(run_state.running_metrics(model), t.resume_metrics,
+                             "metric values", t.resumed_from)
             t.resume_metrics = None
-        self.good = _values(_guarded_variables(model))
+        self.good = run_state.values(run_state.guarded_variables(model))
 
     def on_train_batch_end(self, batch, logs=None):
         t = self.trainer
@@ -211,20 +170,20 @@ class _StepLogger(keras.callbacks.Callback):
         logs = logs or {}
         t.log_step(logs, model)
         bad = int(model.optimizer.consecutive_bad.numpy())
-        guarded = _guarded_variables(model)
+        guarded = run_state.guarded_variables(model)
         if bad == 0:
-            self.good = _values(guarded)
+            self.good = run_state.values(guarded)
             t.bad_since, t.bad_terms = None, set()
         else:
             t.note_bad_step(logs, model)
             # Roll back what the bad forward pass changed (NaN moving statistics would
             # poison every later checkpoint even though the weights were kept).
-            _assign(guarded, self.good, "guarded values", t.options.run_dir)
+            run_state.assign(guarded, self.good, "guarded values", t.options.run_dir)
         if bad >= t.options.run.max_bad_steps:
             t.stop_after_bad_steps(bad)
             model.stop_training = True
             return
-        last_of_epoch = t.epoch_step >= t.options.schedule.steps_per_epoch  # the epoch end saves
+        last_of_epoch = t.epoch_step >= t.epoch_steps(t.curriculum.length)  # the end saves
         if t.step % t.options.run.checkpoint_every == 0 and bad == 0 and not last_of_epoch:
             t.save()
 
@@ -259,7 +218,9 @@ class _Trainer:
         self.manager = CheckpointManager(options.run_dir, keep=options.run.keep_checkpoints)
         check_writable(options.log_dir, "--logdir")
         self.source = datasets.train_source(options)
-        self.val = _eval_set(options, "val", options.data.eval_sequences)
+        # Validation windows of --val_clips (with their clip names) or synthetic ones (None).
+        self.val, self.val_clips = sets.clip_val_set(options) if options.data.val_clips else (
+            _eval_set(options, "val", options.data.eval_sequences), None)
         distribute.setup(options)  # before a checkpoint is loaded, so it is laid out too
         self.model = None
         if options.run.resume:
@@ -336,8 +297,9 @@ class _Trainer:
             "data_batches": self.step,
             "history": self.history,
             "backend": keras.backend.backend(),
-            "rng": _values(_seed_variables(self.model)),
-            "metrics": _values(_running_metrics(self.model)) if self.epoch_step else None,
+            "rng": run_state.values(run_state.seed_variables(self.model)),
+            "metrics": (run_state.values(run_state.running_metrics(self.model))
+                        if self.epoch_step else None),
         }
 
     def save(self, best: bool = False):
@@ -370,21 +332,26 @@ class _Trainer:
         self.epoch += 1
         self.epoch_step = 0
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        scores = sets.validate(self.model, self.val, length, o.optimizer.batch_size)
-        val = scores["current"]["mean_iou"]  # at the training length
-        logs.update({"val_iou": val, "val_iou_final_length": scores["final"]["mean_iou"],
-                     "length": length, "epoch": self.epoch,
+        scores: dict = {}  # at the training length and at the longest (for TensorBoard)
+        val_logs = sets.validate(self.model, self.val, length, o.optimizer.batch_size,
+                                 self.val_clips, scores)
+        val = val_logs["val_iou"]  # at the training length
+        logs.update(val_logs, val_iou_final_length=scores["final"]["mean_iou"])
+        logs.update({"length": length, "epoch": self.epoch,
                      "step": self.step, "minutes": (time.time() - self.started) / 60})
         self.history.append(logs)
         if warning := collapse_warning(self.history):
             print(warning, file=sys.stderr)
         if o.run.verbose:
-            print(f"  train IoU {logs.get('iou', float('nan')):.3f}  val IoU (T={length}) "
-                  f"{val:.3f}, (T={scores['final_length']}) {logs['val_iou_final_length']:.3f}")
-        self.tb.on_epoch(self.step, logs, scores)
+            groups = "".join(f", {k.removeprefix('val_iou_')} {v:.3f}"
+                             for k, v in val_logs.items() if k != "val_iou")
+            print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
+                  f"val IoU (T={length}) {val:.3f}" + (f" ({groups[2:]})" if groups else "")
+                  + f", (T={scores['final_length']}) {logs['val_iou_final_length']:.3f}")
         # Only a validation at the longest length competes for the best checkpoint.
         is_best = self.curriculum.at_max and val > self.best_iou
-        grew = self.curriculum.end_epoch(logs.get("iou", 0.0))
+        grew = self.curriculum.end_epoch(self._promotion_score(logs, length))
+        self.tb.on_epoch(self.step, logs, scores)
         if is_best:
             self.best_iou = val
         self.save(best=is_best)
@@ -394,6 +361,33 @@ class _Trainer:
             print(f"Time budget of {o.schedule.max_minutes} min reached.")
             self.out_of_time = True
         return grew or self.out_of_time
+
+    def epoch_steps(self, length: int) -> int:
+        """Steps of an epoch at `length`: --steps_per_epoch, or with --epoch_from_windows
+        one pass over the augmented training windows (the original's epoch)."""
+        if not self.options.schedule.epoch_from_windows:
+            return self.options.schedule.steps_per_epoch
+        sizes = self.__dict__.setdefault("_epoch_sizes", {})
+        if length not in sizes:
+            sizes[length] = self.source.epoch_steps(length)
+            print(f"  epoch at T={length}: {sizes[length]} steps (all augmented windows)")
+        return sizes[length]
+
+    def _promotion_score(self, logs: dict, length: int) -> float | None:
+        """The curriculum's score for this epoch: the running train IoU, or (test_mode, the
+        original's) the IoU with training=False over a quarter epoch of training batches,
+        computed only when a promotion check is due."""
+        if self.options.schedule.curriculum_score != "test_mode":
+            return logs.get("iou", 0.0)
+        if not self.curriculum.check_due():
+            return None
+        n = max(1, self.epoch_steps(length) // 4)
+        score = datasets.promotion_iou(self.model, self.source, length, n, self.step)
+        logs["promotion_iou"] = score
+        if self.options.run.verbose:
+            print(f"  test-mode IoU on {n} training batches (T={length}) {score:.3f}, "
+                  f"needed {self.curriculum.current_threshold():.3f}")
+        return score
 
     def run(self) -> dict:
         """Trains until `epochs`, the time budget or a stop: one `fit` per curriculum length
@@ -412,7 +406,7 @@ class _Trainer:
                 if o.run.verbose:
                     print(f"Sequence length T={length}  lr={lr:.3g}")
                 use_function_for_length(self.model, "train", length)
-                steps = o.schedule.steps_per_epoch - self.epoch_step
+                steps = self.epoch_steps(length) - self.epoch_step
                 last = self.epoch + 1 if self.epoch_step else o.schedule.epochs
                 opened = []  # the batch stream `fit` asks for; closed when `fit` returns
 
@@ -466,10 +460,13 @@ def train(options: TrainOptions) -> dict:
     else:
         best = trainer.manager.best()
         model = keras.saving.load_model(best[0]) if best else trainer.model
-        test = _eval_set(options, "test", options.data.eval_sequences, options.data.eval_steps + 1)
+        test = _eval_set(options, "test", options.data.eval_sequences, options.data.test_steps + 1)
         result = evaluate_model(model, test, batch_size=options.optimizer.batch_size)
         summary["test"] = {k: v for k, v in result.items() if k != "outputs"}
         summary["checkpoint"] = str(best[0]) if best else None
+        if trainer.val_clips is not None:  # the chosen model on the whole validation windows
+            summary["val_clips"] = sets.validate(model, trainer.val, None,
+                                                  options.optimizer.batch_size, trainer.val_clips)
     trainer.tb.finish(trainer.step, summary["test"], trainer.model, trainer.curriculum.length)
     summary["data"] = sets.data_record(options, trainer.source.clips)
     if trainer.source.clips is not None:
