@@ -90,15 +90,19 @@ def test_validation_at_the_training_length_is_the_prefix_of_the_final_length():
     model = HART(_tiny_config(), seed=0)
     model.build()
     data = synthetic.fixed_set("val", 3, 5, synthetic.SyntheticConfig(image_size=(64, 64)))
-    scores = sets.validate(model, data, 3, batch_size=2)
+    scores: dict = {}
+    logs = sets.validate(model, data, 3, 2, scores=scores)
     assert (scores["current_length"], scores["final_length"]) == (3, 5)
     assert len(scores["current"]["iou_per_step"]) == 2
     assert len(scores["final"]["iou_per_step"]) == 4
-    assert scores["current"]["mean_iou"] == pytest.approx(
-        sets.evaluate_iou(model, data, 3, batch_size=2), abs=1e-5)
-    assert scores["final"]["mean_iou"] == pytest.approx(
-        sets.evaluate_iou(model, data, 5, batch_size=2), abs=1e-5)
     assert {"success_auc", "precision_20"} <= set(scores["final"])
+    # The same as predicting 3 and 5 frames apart (the model is causal).
+    assert logs["val_iou"] == scores["current"]["mean_iou"]
+    cut = {k: v[:, :3] for k, v in data.items()}
+    assert scores["current"]["mean_iou"] == pytest.approx(
+        sets.validate(model, cut, None, 2)["val_iou"], abs=1e-5)
+    assert scores["final"]["mean_iou"] == pytest.approx(
+        sets.validate(model, data, None, 2)["val_iou"], abs=1e-5)
 
 
 def test_dashed_ground_truth_drawn_last_shows_both_boxes_at_t0():
