@@ -218,11 +218,15 @@ def test_a_config_field_newer_than_the_checkpoint_takes_its_default():
     from hart_tf.train.checkpoints import config_difference
 
     current = HARTConfig().to_dict()
-    older = {k: v for k, v in current.items() if k != "attention_tightness"}
+    older = {k: v for k, v in current.items() if k != "attention_input"}
     assert config_difference(older, current) is None
-    tighter = HARTConfig(attention_tightness=10.0).to_dict()
-    assert config_difference(older, tighter) == (
-        "--attention_tightness is 10.0 here but 1.0 in the checkpoint")
+    pixels = HARTConfig(attention_input="pixels").to_dict()
+    assert config_difference(older, pixels) == (
+        "--attention_input is 'pixels' here but 'normalized' in the checkpoint")
+    # A field removed since holds its one supported value in an older checkpoint.
+    assert config_difference(dict(current, v1_stride=4), current) is None
+    assert config_difference(dict(current, v1_stride=2), current) == (
+        "--v1_stride is 4 here but 2 in the checkpoint")
 
 
 def test_checkpoint_with_another_curriculum(capsys, saved_run):

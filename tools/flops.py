@@ -73,12 +73,11 @@ def v1_layers(c: HARTConfig) -> list[LayerFlops]:
             _conv("v1/conv2", hw, 5, 96, 256, groups=2),
             _conv("v1/conv3", hw, 3, 256, 384),
         ]
-    s2 = c.v1_stride // 2  # conv2's stride: 2, or 1 for a stride-2 V1
     hw1 = (_same(g[0], 2), _same(g[1], 2))
-    hw2 = (_same(hw1[0], s2), _same(hw1[1], s2))
+    hw2 = (_same(hw1[0], 2), _same(hw1[1], 2))
     return [
         _conv("v1/conv1", g, 5, c.channels, 16, stride=2),
-        _conv("v1/conv2", hw1, 3, 16, c.v1_channels, stride=s2),
+        _conv("v1/conv2", hw1, 3, 16, c.v1_channels, stride=2),
         _conv("v1/conv3", hw2, 3, c.v1_channels, c.v1_channels),
     ]
 
@@ -110,7 +109,8 @@ def step_layers(c: HARTConfig, initial: bool = False) -> list[LayerFlops]:
             _conv("appearance/dfn2/conv", (fh, fw), 3, m, m, padded_taps=True),
             _conv("appearance/location_conv", (fh, fw), 1, m, 1),
         ]
-    rows.append(_dense("fc_after_conv", fh * fw * m + 4, u))
+    att = 6 if c.attention_input == "pixels" else 4  # glimpse parameters or a_t
+    rows.append(_dense("fc_after_conv", fh * fw * m + att, u))
     if initial and c.transform_init:
         rows.append(_dense("init_features", u, u))
     rows.append(_dense("lstm", 2 * u, 4 * u))

@@ -29,6 +29,8 @@ class AppearanceAttention(keras.layers.Layer):
         keep_prob: ventral dropout keep probability (1 disables dropout).
         seed: seed of the dropout seed generator.
         dorsal: build the dorsal stream (False: ventral features only, no location map).
+        bias_initializer: of the 1x1 convolutions and the DFNs' parameter layers ("zeros";
+            "glorot_uniform" is TF1's default, which the original used).
 
     Call arguments:
         v1_features: (B, fh, fw, Cv1) V1 output.
@@ -58,6 +60,7 @@ class AppearanceAttention(keras.layers.Layer):
         keep_prob: float = 0.75,
         seed: int | None = None,
         dorsal: bool = True,
+        bias_initializer: str = "zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -68,23 +71,27 @@ class AppearanceAttention(keras.layers.Layer):
         self.keep_prob = float(keep_prob)
         self.seed = seed
         self.dorsal = bool(dorsal)
+        self.bias_initializer = bias_initializer
+        bias = {"bias_initializer": bias_initializer}
         self.seed_generator = keras.random.SeedGenerator(seed)
         maps, policy = self.appearance_maps, self.dtype_policy
-        self.ventral_conv = keras.layers.Conv2D(maps, 1, name="ventral_conv", dtype=policy)
+        self.ventral_conv = keras.layers.Conv2D(maps, 1, name="ventral_conv", dtype=policy, **bias)
         self.ventral_bn = RecurrentBatchNormalization(
             momentum=0.95, epsilon=1e-3, name="ventral_bn", dtype=policy
         )
         if not self.dorsal:
             return
         self.dfn1_params = keras.layers.Dense(
-            self.dorsal_units, activation="elu", name="dfn1_params", dtype=policy
+            self.dorsal_units, activation="elu", name="dfn1_params", dtype=policy, **bias
         )
         self.dfn1 = DynamicConv(1, maps, activation="elu", name="dfn1", dtype=policy)
         self.dfn2_params = keras.layers.Dense(
-            self.dorsal_units, activation="elu", name="dfn2_params", dtype=policy
+            self.dorsal_units, activation="elu", name="dfn2_params", dtype=policy, **bias
         )
         self.dfn2 = DynamicConv(3, maps, activation="elu", name="dfn2", dtype=policy)
-        self.location_conv = keras.layers.Conv2D(1, 1, name="location_conv", dtype=policy)
+        self.location_conv = keras.layers.Conv2D(
+            1, 1, name="location_conv", dtype=policy, **bias
+        )
 
     def build(self, v1_features_shape, hidden_shape):
         v1_shape, hidden_shape = tuple(v1_features_shape), tuple(hidden_shape)
@@ -144,5 +151,6 @@ class AppearanceAttention(keras.layers.Layer):
             keep_prob=self.keep_prob,
             dorsal=self.dorsal,
             seed=self.seed,
+            bias_initializer=self.bias_initializer,
         )
         return config

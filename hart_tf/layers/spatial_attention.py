@@ -156,8 +156,15 @@ class SpatialAttention(keras.layers.Layer):
                 initializer=keras.initializers.Constant(_softplus_inverse(ratio)),
             )
 
-    def call(self, frames, attention):
-        frames = ops.cast(frames, "float32")
+    def glimpse_parameters(self, attention):
+        """The Gaussian filters' parameters in pixels, as the original's `FixedStdAttention`.
+
+        Args:
+            attention: (B, 4) attention a.
+        Returns:
+            (B, 6): (y, x) of the first row and column centre (the box corner plus
+            `ATTENTION_OFFSET_BIAS`), (sigma_y, sigma_x) and (stride_y, stride_x).
+        """
         box = attention_to_box(ops.cast(attention, "float32"), self.image_size)  # (B, 4)
         corner = box[:, :2] + ATTENTION_OFFSET_BIAS  # (B, 2)
         stride = box[:, 2:] / (np.array(self.glimpse_size, np.float32) - 1.0)  # (B, 2)
@@ -165,6 +172,12 @@ class SpatialAttention(keras.layers.Layer):
             sigma = stride * ops.softplus(self.sigma_scale)
         else:
             sigma = stride_to_sigma(stride)
+        return ops.concatenate([corner, sigma, stride], axis=-1)
+
+    def call(self, frames, attention):
+        frames = ops.cast(frames, "float32")
+        params = self.glimpse_parameters(attention)  # (B, 6)
+        corner, sigma, stride = params[:, 0:2], params[:, 2:4], params[:, 4:6]
         fy = self._filters(corner[:, 0], stride[:, 0], sigma[:, 0], 0)  # (B, gh, H)
         fx = self._filters(corner[:, 1], stride[:, 1], sigma[:, 1], 1)  # (B, gw, W)
         # Two batched matmuls; only the small row product is transposed, never the frame

@@ -11,11 +11,13 @@ from hart_tf.layers.spatial_attention import SpatialAttention, attention_to_box,
 from hart_tf.layers.v1 import AlexNetV1, SmallV1
 from hart_tf.model.config import HARTConfig
 
+# Initial logit c of the attention-update gate sigmoid(c) (the original's att_gain).
+ATT_GAIN = -2.5
+
 
 def _small_init():
     # A new initializer per layer: one shared unseeded instance repeats the same values.
     return keras.initializers.RandomUniform(-1e-3, 1e-3)
-
 
 
 @keras.saving.register_keras_serializable(package="hart_tf")
@@ -54,33 +56,6 @@ def relative_box(reference, delta):
     return ops.concatenate([centre - 0.5 * new_size, new_size], axis=-1)
 
 
-def location_map_centre(location_map, att_box):
-    """Where a location map puts the object: the centroid of its row and column profiles.
-
-    The map (B, fh, fw) in [0, 1] covers the attention box (B, 4) (y, x, h, w) pixels as an
-    fh x fw grid of cells, as the appearance loss's target does (`losses.appearance_target`:
-    each cell's value is the fraction of it the object covers). The row profile
-    r_i = sum_j m_ij, normalised to a distribution over rows, has its mean at the object's
-    centre row (exactly, for an object on whole cells); likewise for columns. An empty or
-    uniform map reads as the glimpse's centre. Differentiable in the map, so the tracking
-    loss trains the location map too.
-
-    Returns:
-        (B, 2) centre (y, x) in pixels.
-    """
-    m = ops.cast(location_map, "float32")  # (B, fh, fw)
-    fh, fw = m.shape[-2], m.shape[-1]
-
-    def mean(profile, cells):
-        # Profile (B, n) -> its mean cell position as a fraction of the glimpse, (B,).
-        pos = (ops.arange(cells, dtype="float32") + 0.5) / cells  # (n,) cell centres
-        weight = profile + 1e-6 / cells  # an empty profile reads as uniform
-        return ops.sum(weight * pos, axis=-1) / ops.sum(weight, axis=-1)
-
-    frac = ops.stack([mean(ops.sum(m, axis=2), fh), mean(ops.sum(m, axis=1), fw)], axis=-1)
-    return att_box[:, :2] + frac * att_box[:, 2:]  # (B, 2)
-
-
 def contrast_normalize(x):
     """Min-max normalise each example to [0, 1] (the original's normalize_contrast)."""
     lo = ops.min(x, axis=(1, 2, 3), keepdims=True)
@@ -98,7 +73,7 @@ class HARTCell(keras.layers.Layer):
         g_t        = SpatialAttention(x_t, a_t)                         glimpse
         v_t        = V1(contrast_normalize(g_t))                        V1 features
         s_t, m_t   = AppearanceAttention(v_t, o_{t-1})                  features, location map
-        f_t        = elu(W_f [s_t, a_t])
+        f_t        = elu(W_f [s_t, a_t])            (or the six glimpse parameters, below)
         o_t, (h, c)= LSTM(f_t, (h_{t-1}, c_{t-1})),  zoneout on (h, c)
         e_t        = elu(W_m m_t)                                       location-map features
         a_{t+1}    = a_t + sigmoid(gate) * tanh(W_a2 elu(W_a1 [o_t, e_t]))
@@ -109,14 +84,12 @@ class HARTCell(keras.layers.Layer):
     box instead of the image, b_t = relative_box(box(a_t - bias), Δb_t): the centre moves
     by Δ * (h, w) and the size scales by exp(Δ), so what the location map shows (where the
     object sits in the glimpse, how much of it it fills) maps to the box without a
-    multiplication by the glimpse's size. With `"map"` the reference box is first moved to
-    the centroid of the location map (`location_map_centre`), so that where the map puts
-    the object is where the box goes before any correction. `config.attention_update ==
-    "glimpse"` updates the attention the same way,
-    a_{t+1} = att(relative_box(box(a_t), sigmoid(gate) * Δa)). Both default to "image", the
-    paper's.
+    multiplication by the glimpse's size. The default, "image", is the paper's. With
+    `config.attention_input == "pixels"` (the KITTI and KTH presets, as the original)
+    `W_f` reads the six glimpse parameters in pixels instead of a_t
+    (`SpatialAttention.glimpse_parameters`: corner + offset, sigma, stride per axis).
 
-    `gate` is a trainable 4-vector initialised to `config.att_gain` (-2.5); `bias` is the
+    `gate` is a trainable 4-vector initialised to `ATT_GAIN` (-2.5); `bias` is the
     learnable init bias 0.25 * tanh(β) added to a_0. Zoneout keeps each state unit with a
     mask z: z ~ Bernoulli(1 - p) in training and z = 1 - p (its expectation) at inference:
     h = h_{t-1} + z * (h_new - h_{t-1}). Dropout and zoneout masks are inputs, so the cell is
@@ -164,6 +137,9 @@ class HARTCell(keras.layers.Layer):
         low = {"dtype": "mixed_bfloat16"} if self.mixed_precision else {}
         c = config
         units = c.rnn_units
+        # TF1's default initialiser for the biases the original left unspecified.
+        bias_init = "glorot_uniform" if c.original_init else "zeros"
+        bias = {"bias_initializer": bias_init}
         self.units = units
         self.state_size = [4, units, units, units]
         fh, fw = c.feature_shape
@@ -183,36 +159,45 @@ class HARTCell(keras.layers.Layer):
         if c.v1 == "alexnet":
             self.v1 = AlexNetV1(name="v1", **low)
         else:
-            self.v1 = SmallV1(channels=c.v1_channels, stride=c.v1_stride, name="v1", **low)
+            self.v1 = SmallV1(channels=c.v1_channels, name="v1", **low)
         self.appearance = AppearanceAttention(
             appearance_maps=c.appearance_maps,
             dorsal_units=c.dorsal_units,
             keep_prob=c.keep_prob,
             dorsal=c.appearance_attention,
+            bias_initializer=bias_init,
             name="appearance_attention",
         )
-        self.fc_features = keras.layers.Dense(units, activation="elu", name="fc_after_conv")
+        self.fc_features = keras.layers.Dense(
+            units, activation="elu", name="fc_after_conv", **bias
+        )
         self.lstm = keras.layers.LSTMCell(
             units,
             kernel_initializer="orthogonal",
             recurrent_initializer=CandidateIdentityOrthogonal(0.95),
+            unit_forget_bias=not c.original_init,
             name="lstm",
+            **bias,
             **low,
         )
         if c.appearance_attention:
-            self.mask_features = keras.layers.Dense(10, activation="elu", name="mask_features")
-        self.att_hidden = keras.layers.Dense(units, activation="elu", name="att_readout_1")
+            self.mask_features = keras.layers.Dense(
+                10, activation="elu", name="mask_features", **bias
+            )
+        self.att_hidden = keras.layers.Dense(units, activation="elu", name="att_readout_1", **bias)
         self.att_out = keras.layers.Dense(
             4, activation="tanh", kernel_initializer=_small_init(), name="att_readout"
         )
-        self.box_hidden = keras.layers.Dense(units, activation="elu", name="box_readout_1")
+        self.box_hidden = keras.layers.Dense(units, activation="elu", name="box_readout_1", **bias)
         self.box_out = keras.layers.Dense(
             4, activation="tanh", kernel_initializer=_small_init(), name="box_readout"
         )
         if c.transform_init:
-            self.init_features = keras.layers.Dense(units, activation="relu", name="init_features")
-            self.init_h = keras.layers.Dense(units, activation="relu", name="init_h")
-            self.init_c = keras.layers.Dense(units, activation="relu", name="init_c")
+            self.init_features = keras.layers.Dense(
+                units, activation="relu", name="init_features", **bias
+            )
+            self.init_h = keras.layers.Dense(units, activation="relu", name="init_h", **bias)
+            self.init_c = keras.layers.Dense(units, activation="relu", name="init_c", **bias)
 
     def build(self, input_shape=None):
         c = self.config
@@ -221,13 +206,13 @@ class HARTCell(keras.layers.Layer):
         gh, gw = c.glimpse_size
         units = self.units
         self.att_gate = self.add_weight(
-            shape=(4,), initializer=keras.initializers.Constant(c.att_gain), name="att_gate"
+            shape=(4,), initializer=keras.initializers.Constant(ATT_GAIN), name="att_gate"
         )
         self.att_bias_raw = self.add_weight(shape=(4,), initializer=_small_init(), name="att_bias")
         self.spatial_attention.build((None, h, w, c.channels), (None, 4))
         self.v1.build((None, gh, gw, c.channels))
         self.appearance.build((None, fh, fw, c.v1_channels), (None, units))
-        self.fc_features.build((None, fh * fw * c.appearance_maps + 4))
+        self.fc_features.build((None, fh * fw * c.appearance_maps + self.attention_input_size))
         self.lstm.build((None, units))
         readout_in = units
         if c.appearance_attention:
@@ -247,6 +232,11 @@ class HARTCell(keras.layers.Layer):
     @property
     def att_bias(self):
         return 0.25 * ops.tanh(self.att_bias_raw)
+
+    @property
+    def attention_input_size(self) -> int:
+        """Attention values `fc_after_conv` reads: 4 (a_t) or 6 (glimpse parameters)."""
+        return 6 if self.config.attention_input == "pixels" else 4
 
     @property
     def frame_size(self) -> int:
@@ -298,6 +288,8 @@ class HARTCell(keras.layers.Layer):
         features = app["features"]  # (B, fh, fw, maps)
         batch = ops.shape(features)[0]
         flat = ops.reshape(features, (batch, -1))  # (B, fh*fw*maps)
+        if self.config.attention_input == "pixels":
+            att = self.spatial_attention.glimpse_parameters(att)  # (B, 6) pixels
         f = self.fc_features(ops.concatenate([flat, att], axis=-1))
         return f, app, glimpse
 
@@ -358,22 +350,9 @@ class HARTCell(keras.layers.Layer):
             loc = ops.reshape(app["location_map"], (batch, -1))  # (B, fh*fw)
             readout = ops.concatenate([o, self.mask_features(loc)], axis=-1)
         att_delta = self.att_out(self.att_hidden(readout))  # (B, 4) in (-1, 1)
-        gate = ops.sigmoid(self.att_gate)[None, :]
-        if c.attention_update == "glimpse":
-            box_now = attention_to_box(att, c.image_size)
-            new_att = box_to_attention(relative_box(box_now, gate * att_delta), c.image_size)
-        else:
-            new_att = att + gate * att_delta
+        new_att = att + ops.sigmoid(self.att_gate)[None, :] * att_delta
         box_delta = self.box_out(self.box_hidden(readout))  # (B, 4) in (-1, 1)
         reference = attention_to_box(att - self.att_bias[None, :], c.image_size)
-        if c.box_readout == "map":
-            # The reference box moved to where the location map puts the object (the map
-            # was taken at the attention box: read it in that frame).
-            centre = location_map_centre(
-                app["location_map"], attention_to_box(att, c.image_size)
-            )
-            size = reference[:, 2:]
-            reference = ops.concatenate([centre - 0.5 * size, size], axis=-1)
         if c.box_readout == "image":
             hgt, wid = c.image_size
             scale = ops.convert_to_tensor(np.array([hgt, wid, hgt, wid], "float32"))

@@ -11,9 +11,18 @@ import dataclasses
 from typing import Any
 
 V1_KINDS = ("alexnet", "small")
-READOUT_FRAMES = ("image", "glimpse")
-# The box can also be placed by the location map (its centroid in the glimpse).
-BOX_READOUTS = (*READOUT_FRAMES, "map")
+BOX_READOUTS = ("image", "glimpse")
+ATTENTION_INPUTS = ("normalized", "pixels")
+V1_STRIDE = 4  # total stride of both V1s: feature map = glimpse / 4
+
+# Fields that older saved configs may hold, with the one value the model still supports.
+REMOVED_FIELDS: dict[str, Any] = {
+    "v1_stride": V1_STRIDE,
+    "att_gain": -2.5,
+    "attention_update": "image",
+    "attention_tightness": 1.0,
+    "distance_loss": 0.0,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +35,6 @@ class HARTConfig:
         channels: colour channels of the frames.
         glimpse_size: (gh, gw) of the spatial-attention glimpse.
         v1: "alexnet" (the paper's conv1-conv3) or "small" (cheap V1 for synthetic data).
-        v1_stride: total stride of V1 (feature map = glimpse / v1_stride); 4 for AlexNet,
-            4 or 2 for the small V1 (2: a location map twice as fine, 3.4x the V1 FLOPs).
         v1_channels: channels of the V1 output (384 for AlexNet conv3).
         appearance_maps: channels of the ventral/dorsal streams (5 in the paper).
         dorsal_units: width of the Dense layer that conditions the dynamic filters.
@@ -38,18 +45,17 @@ class HARTConfig:
         appearance_attention: use the ventral/dorsal location map (off for "Spatial Att").
         attention_loss: train the spatial attention with its own loss.
         appearance_loss: train the location map with its own loss.
-        attention_tightness: weight of the attention loss's area term (1 as the original).
-        distance_loss: weight of a centre-distance penalty (DIoU's) added to the tracking
-            and attention losses, which gives a lost box a gradient back (0: the paper).
         l2_weight: L2 penalty on weight matrices (and the DFN's dynamic weights).
-        att_gain: initial value of the attention-update gate logit c.
         box_readout: "image" (the paper: box = attention box + tanh(.) x image size) or
             "glimpse" (the correction in units of the attention box: centre + tanh(.) x
-            box size, size x exp(tanh(.))) or "map": as "glimpse", with the reference box
-            first moved to the location map's centroid (`location_map_centre`; needs
-            appearance attention).
-        attention_update: "image" (the paper: a + sigmoid(c) tanh(.)) or "glimpse" (the
-            same move and rescale as box_readout's, in units of the current glimpse).
+            box size, size x exp(tanh(.))).
+        attention_input: what `fc_after_conv` reads besides the masked features:
+            "normalized", the attention a_t (4 values), or "pixels", the original's six
+            glimpse parameters in pixels (y + 0.008, x + 0.5, sigma_y, sigma_x, stride_y,
+            stride_x; `SpatialAttention.glimpse_parameters`).
+        original_init: initialise as the original's TF1 code: biases the original left to
+            TF1's default start Glorot-uniform (Keras starts them at zero) and the LSTM gets
+            no forget-gate bias of 1 (Keras adds it); its bias is Glorot-uniform too.
         normalize_glimpse: per-glimpse contrast normalisation before V1 (as the original).
         transform_init: learned affine transforms of the first features/state (original).
         adaptive_loss: learned loss weights lambda = s^2 + eps.
@@ -61,7 +67,6 @@ class HARTConfig:
     channels: int = 3
     glimpse_size: tuple[int, int] = (28, 28)
     v1: str = "small"
-    v1_stride: int = 4
     v1_channels: int = 32
     appearance_maps: int = 5
     dorsal_units: int = 100
@@ -72,12 +77,10 @@ class HARTConfig:
     appearance_attention: bool = True
     attention_loss: bool = True
     appearance_loss: bool = True
-    attention_tightness: float = 1.0
-    distance_loss: float = 0.0
     l2_weight: float = 1e-4
-    att_gain: float = -2.5
     box_readout: str = "image"
-    attention_update: str = "image"
+    attention_input: str = "normalized"
+    original_init: bool = False
     normalize_glimpse: bool = True
     transform_init: bool = True
     adaptive_loss: bool = True
@@ -92,17 +95,9 @@ class HARTConfig:
             raise ValueError(
                 f"box_readout must be one of {BOX_READOUTS}, got {self.box_readout!r}"
             )
-        if self.attention_update not in READOUT_FRAMES:
+        if self.attention_input not in ATTENTION_INPUTS:
             raise ValueError(
-                f"attention_update must be one of {READOUT_FRAMES}, "
-                f"got {self.attention_update!r}"
-            )
-        if self.box_readout == "map" and not self.appearance_attention:
-            raise ValueError("box_readout 'map' needs appearance_attention (the location map)")
-        strides = (4,) if self.v1 == "alexnet" else (2, 4)
-        if self.v1_stride not in strides:
-            raise ValueError(
-                f"v1_stride of the {self.v1} V1 must be one of {strides}, got {self.v1_stride}"
+                f"attention_input must be one of {ATTENTION_INPUTS}, got {self.attention_input!r}"
             )
         gh, gw = self.glimpse_size
         h, w = self.image_size
@@ -112,24 +107,20 @@ class HARTConfig:
             raise ValueError(
                 f"glimpse_size {self.glimpse_size} is larger than image_size {self.image_size}"
             )
-        if gh % self.v1_stride or gw % self.v1_stride:
+        if gh % V1_STRIDE or gw % V1_STRIDE:
             raise ValueError(
                 f"glimpse_size {self.glimpse_size} must be divisible by the V1 stride "
-                f"{self.v1_stride}"
+                f"{V1_STRIDE}"
             )
         if not 0.0 < self.keep_prob <= 1.0:
             raise ValueError(f"keep_prob must be in (0, 1], got {self.keep_prob}")
         if not 0.0 <= self.zoneout < 1.0:
             raise ValueError(f"zoneout must be in [0, 1), got {self.zoneout}")
-        if self.attention_tightness < 0:
-            raise ValueError(f"attention_tightness must be >= 0, got {self.attention_tightness}")
-        if self.distance_loss < 0:
-            raise ValueError(f"distance_loss must be >= 0, got {self.distance_loss}")
 
     @property
     def feature_shape(self) -> tuple[int, int]:
         """(fh, fw) of the V1 / location-map grid."""
-        return (self.glimpse_size[0] // self.v1_stride, self.glimpse_size[1] // self.v1_stride)
+        return (self.glimpse_size[0] // V1_STRIDE, self.glimpse_size[1] // V1_STRIDE)
 
     def replace(self, **changes: Any) -> HARTConfig:
         return dataclasses.replace(self, **changes)
@@ -142,6 +133,12 @@ class HARTConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HARTConfig:
+        d = dict(d)
+        for name, value in REMOVED_FIELDS.items():
+            # An older config: the field is dropped when it holds the value kept.
+            if name in d and d.pop(name) != value:
+                raise ValueError(f"HARTConfig field {name!r} was removed; only {value!r} is "
+                                 "supported")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -162,8 +159,9 @@ PRESETS: dict[str, HARTConfig] = {
         image_size=(187, 621),
         glimpse_size=(56, 56),
         v1="alexnet",
-        v1_stride=4,
         v1_channels=384,
+        attention_input="pixels",
+        original_init=True,
     ),
     # KTH pedestrians: 160x120 frames, 28x28 glimpse (paper section 4).
     "kth": HARTConfig(
@@ -171,8 +169,9 @@ PRESETS: dict[str, HARTConfig] = {
         image_size=(120, 160),
         glimpse_size=(28, 28),
         v1="alexnet",
-        v1_stride=4,
         v1_channels=384,
+        attention_input="pixels",
+        original_init=True,
     ),
     # Embedded synthetic data: cheap enough to train on two CPU cores. The box correction is
     # read in units of the attention box (RESULTS.md: +0.017 test IoU over 5-6 seeds at the

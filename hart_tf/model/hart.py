@@ -226,8 +226,6 @@ class HART(keras.Model):
             adaptive_weights=self.loss_weights_layer if with_weights else None,
             attention_loss=c.attention_loss,
             appearance_loss=c.appearance_attention and c.appearance_loss,
-            attention_tightness=c.attention_tightness,
-            distance_weight=c.distance_loss,
             l2_weight=c.l2_weight if with_weights else 0.0,
             l2_terms=self.l2_weights() if with_weights else (),
         )

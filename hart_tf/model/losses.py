@@ -20,11 +20,6 @@ Where the original code differs from the paper or from a plain reading, we follo
       presence, while the box losses start at t = 1).
     * -log x is taken of max(x, 1e-8); the original uses x + 1e-8 for x <= 1e-8, which has the
       same value at 0 but a gradient of 1e8 at touching boxes.
-
-Not in the paper, off by default: `distance_weight` > 0 adds DIoU's centre-distance penalty
-(Zheng et al., AAAI 2020; `centre_distance`) to L_t and to L_s's containment part. -log IoU and
--log(|a ∩ g| / |g|) are flat where the boxes do not overlap, so a box that has lost its object
-gets no gradient back towards it; the penalty has one there.
 """
 
 from __future__ import annotations
@@ -85,34 +80,13 @@ def time_weighted_mean(values, presence):
     return _safe_divide(ops.sum(per_step * steps), ops.sum(steps))
 
 
-def centre_distance(a, b):
-    """DIoU's penalty: the squared distance between the centres of boxes `a` and `b` over the
-    squared diagonal of the smallest box enclosing both, `[..., 4]` -> `[...]` in [0, 1).
-
-    Unlike IoU it keeps a gradient where the boxes do not overlap. Two zero-size boxes at
-    one point give 0.
-    """
-    a = ops.cast(a, "float32")
-    b = ops.cast(b, "float32")
-    dy = (a[..., 0] + a[..., 2] / 2) - (b[..., 0] + b[..., 2] / 2)
-    dx = (a[..., 1] + a[..., 3] / 2) - (b[..., 1] + b[..., 3] / 2)
-    # The enclosing box's height and width.
-    ch = ops.maximum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - ops.minimum(
-        a[..., 0], b[..., 0])
-    cw = ops.maximum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - ops.minimum(
-        a[..., 1], b[..., 1])
-    return _safe_divide(dy * dy + dx * dx, ch * ch + cw * cw)
-
-
-def tracking_loss(pred_boxes, gt_boxes, presence, distance_weight: float = 0.0):
-    """L_t: -log IoU(pred, gt) for t >= 1, time-weighted (`time_weighted_mean`), plus
-    `distance_weight` x `centre_distance(pred, gt)` when that is > 0 (not in the paper).
+def tracking_loss(pred_boxes, gt_boxes, presence):
+    """L_t: -log IoU(pred, gt) for t >= 1, time-weighted (`time_weighted_mean`).
 
     Args:
         pred_boxes: `[B, T, 4]`.
         gt_boxes: `[B, T, 4]`.
         presence: `[B, T]`.
-        distance_weight: weight of the centre-distance penalty (0: the paper's loss).
 
     Returns:
         Scalar.
@@ -122,13 +96,11 @@ def tracking_loss(pred_boxes, gt_boxes, presence, distance_weight: float = 0.0):
     presence = _check("presence", presence, 2)
     pred, gt = pred_boxes[:, 1:], gt_boxes[:, 1:]
     per_step = _nll(iou(pred, gt))  # (B, T-1)
-    if distance_weight:
-        per_step = per_step + distance_weight * centre_distance(pred, gt)
     return time_weighted_mean(per_step, presence[:, 1:])
 
 
 def attention_loss(att_boxes, gt_boxes, presence, image_size: Sequence[int],
-                   tightness: float = 1.0, distance_weight: float = 0.0):
+                   tightness: float = 1.0):
     """L_s, the original's 'tight_intersection': the attention box should hold the object
     and be small.
 
@@ -138,8 +110,6 @@ def attention_loss(att_boxes, gt_boxes, presence, image_size: Sequence[int],
     unless the box outgrows the image; then w pushes its area down) and k = `tightness`
     (1 in the original; larger k resists a glimpse that widens over time). Both parts are
     time-weighted over t >= 1. A zero-area ground-truth box scores |a ∩ g| / 1 = 0.
-    `distance_weight` > 0 adds that weight x `centre_distance(a, g)` to the first part (not
-    in the paper).
 
     Args:
         att_boxes: attention boxes in pixels, `[B, T, 4]`.
@@ -147,7 +117,6 @@ def attention_loss(att_boxes, gt_boxes, presence, image_size: Sequence[int],
         presence: `[B, T]`.
         image_size: (H, W) of the frames.
         tightness: weight k of the area part.
-        distance_weight: weight of the centre-distance penalty (0: the original's loss).
 
     Returns:
         Scalar.
@@ -158,10 +127,7 @@ def attention_loss(att_boxes, gt_boxes, presence, image_size: Sequence[int],
     gt_area = gt_boxes[..., 2] * gt_boxes[..., 3]
     # The original divides by 1 where the ground truth has no area.
     covered = intersection(att_boxes, gt_boxes) / ops.where(gt_area > 0, gt_area, 1.0)
-    per_step = _nll(covered)
-    if distance_weight:
-        per_step = per_step + distance_weight * centre_distance(att_boxes, gt_boxes)
-    contain = time_weighted_mean(per_step, presence)
+    contain = time_weighted_mean(_nll(covered), presence)
 
     ratio = att_boxes[..., 2] * att_boxes[..., 3] / float(image_size[0] * image_size[1])
     weight = ops.clip(ratio, 1.0, 10.0)
@@ -266,7 +232,6 @@ def hart_loss(
     attention_loss: bool = True,
     appearance_loss: bool = True,
     attention_tightness: float = 1.0,
-    distance_weight: float = 0.0,
     l2_weight: float,
     l2_terms: Sequence = (),
 ):
@@ -285,8 +250,6 @@ def hart_loss(
         attention_loss: add L_s (off for the paper's Table 1 variants without it).
         appearance_loss: add L_a (off without appearance attention).
         attention_tightness: weight of L_s's area part (`attention_loss`'s `tightness`).
-        distance_weight: weight of the centre-distance penalty added to L_t and L_s (0: the
-            paper's losses; `centre_distance`).
         l2_weight: weight decay factor; 0 drops R. Never adaptive (as the original).
         l2_terms: weight matrices for R.
 
@@ -308,10 +271,10 @@ def hart_loss(
         )
     gt, presence = targets["boxes"], targets["presence"]
 
-    losses = {TRACKING: tracking_loss(outputs["boxes"], gt, presence, distance_weight)}
+    losses = {TRACKING: tracking_loss(outputs["boxes"], gt, presence)}
     if attention_loss:
         losses[ATTENTION] = _attention_loss(outputs["att_boxes"], gt, presence, image_size,
-                                            attention_tightness, distance_weight)
+                                            attention_tightness)
     if appearance_loss:
         target = appearance_target(gt, outputs["att_boxes"], feature_shape)
         losses[APPEARANCE] = _appearance_loss(outputs["location_logits"], target, presence)

@@ -119,8 +119,6 @@ def _video_frames(path: str) -> Iterator[np.ndarray]:
 def _gif_frame(frame: np.ndarray, boxes_xywh: dict[str, np.ndarray]) -> np.ndarray:
     from PIL import Image
 
-    from hart_tf import viz
-
     scale = min(1.0, GIF_MAX_SIDE / max(frame.shape[:2]))
     if scale < 1.0:
         size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))

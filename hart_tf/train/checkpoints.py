@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hart_tf.model.config import HARTConfig
+from hart_tf.model.config import REMOVED_FIELDS, HARTConfig
 from hart_tf.model.saving import FORMAT, CheckpointError, read_state, sha256
 
 _STEP_RE = re.compile(r"^ckpt-(\d+)\.(json|keras)$")
@@ -68,8 +68,9 @@ def check_writable(directory: str | os.PathLike, flag: str) -> Path:
 
 def config_difference(saved: dict, current: dict) -> str | None:
     """Names the first model-config field that differs, as the flag a user would change."""
-    # A field newer than the checkpoint had its default there.
-    defaults = HARTConfig().to_dict()
+    # A field newer than the checkpoint had its default there; a field removed since holds
+    # the one value still supported.
+    defaults = {**REMOVED_FIELDS, **HARTConfig().to_dict()}
     for key in sorted(set(saved) | set(current)):
         if key in ("name", "alexnet_path"):
             continue
