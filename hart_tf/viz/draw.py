@@ -103,6 +103,7 @@ def tracking_panel(
     location_map: np.ndarray | None = None,
     colors: Mapping[str, Color] | None = None,
     labels: bool = True,
+    dashed: Collection[str] = (),
 ) -> np.ndarray:
     """The frame with boxes, then the glimpse, then the location map, side by side.
 
@@ -117,11 +118,12 @@ def tracking_panel(
         location_map: optional `(fh, fw)` (or `(fh, fw, 1)`) values in [0, 1].
         colors: box colours, as in `draw_boxes`.
         labels: whether to tag the boxes with their names, as in `draw_boxes`.
+        dashed: names of boxes drawn dashed, as in `draw_boxes`.
 
     Returns:
         `(H, W', 3)` uint8 image, tiles separated by white gaps.
     """
-    tiles = [draw_boxes(frame, boxes, colors, labels=labels)]
+    tiles = [draw_boxes(frame, boxes, colors, labels=labels, dashed=dashed)]
     height = tiles[0].shape[0]
     tile_hw = None
     if glimpse is not None:
@@ -156,6 +158,7 @@ def sequence_strip(
     ncols: int | None = None,
     colors: Mapping[str, Color] | None = None,
     step_labels: Sequence[int] | None = None,
+    dashed: Collection[str] = (),
 ) -> np.ndarray:
     """A grid of `tracking_panel`s for up to `max_frames` evenly spaced time steps.
 
@@ -174,6 +177,7 @@ def sequence_strip(
         colors: box colours, as in `draw_boxes`.
         step_labels: the number shown as `t=` for each of the T steps (default: its index),
             e.g. the frame numbers of frames picked from a longer clip (`strip_steps`).
+        dashed: names of boxes drawn dashed (later boxes are drawn over earlier ones).
 
     Returns:
         `(rows * (_TITLE_H + H) + (rows - 1) * _CELL_GAP, cols * W' + (cols - 1) * _CELL_GAP, 3)`
@@ -209,6 +213,7 @@ def sequence_strip(
             None if location_maps is None else location_maps[t],
             palette,
             labels=False,
+            dashed=dashed,
         )
         for t in steps
     ]
