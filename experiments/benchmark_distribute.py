@@ -50,7 +50,7 @@ FLAGS = flags.FLAGS
 def _options(config, batch: int, devices: int):
     from hart_tf.train.options import TrainOptions
 
-    return TrainOptions.from_flat(config=config, batch_size=batch, seed=0, verbose=0,
+    return TrainOptions.from_flat(config=config, batch_size=batch, seed=0, progress=0,
                         jit_compile=FLAGS.jit_compile,
                         distribute="none" if devices == 1 else "data_parallel")
 

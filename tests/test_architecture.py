@@ -19,14 +19,16 @@ MAX_LINES = 500
 # on the model and data (train validates with eval, eval scores trackers); viz draws for
 # them and knows nothing; cli knows all.
 ALLOWED = {
-    "layers": set(),
-    "model": {"layers"},
-    "data": set(),
-    "viz": set(),
-    "track": {"layers", "model", "data", "viz"},
-    "eval": {"layers", "model", "data", "viz", "track"},
-    "train": {"layers", "model", "data", "viz", "eval", "track"},
-    "cli": {"layers", "model", "data", "viz", "eval", "track", "train"},
+    "utils": set(),
+    "pretrained": set(),
+    "layers": {"utils"},
+    "model": {"layers", "utils", "pretrained"},
+    "data": {"utils"},
+    "viz": {"utils"},
+    "track": {"layers", "model", "data", "viz", "utils", "pretrained"},
+    "eval": {"layers", "model", "data", "viz", "track", "utils", "pretrained"},
+    "train": {"layers", "model", "data", "viz", "eval", "track", "utils", "pretrained"},
+    "cli": {"layers", "model", "data", "viz", "eval", "track", "train", "utils", "pretrained"},
 }
 
 

@@ -120,7 +120,7 @@ def test_box_drift_cli_on_a_checkpoint(tmp_path):
         config=tiny, batch_size=2, steps_per_epoch=1, epochs=1,
         curriculum_lengths=(2, 3), checkpoint_dir=str(tmp_path / "ckpt"),
         logdir=str(tmp_path / "tb"), eval_sequences=1, eval_steps=2, image_every=0,
-        run_eagerly=True, verbose=0))
+        run_eagerly=True, progress=0))
     out = tmp_path / "drift.json"
     r = subprocess.run([sys.executable, str(REPO / "experiments" / "box_drift.py"),
                         f"--model={summary['checkpoint']}", "--eval_sequences=2",

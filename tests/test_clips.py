@@ -6,6 +6,7 @@ from PIL import Image
 
 from hart_tf.data import clips
 from hart_tf.data.errors import DataError
+from hart_tf.utils.boxes import xywh_to_yxhw, yxhw_to_xywh
 
 # name: (frames, (H, W), first box x y w h, greyscale source JPEGs), from real_clips/README.md.
 REAL_CLIPS = {
@@ -162,9 +163,9 @@ def test_load_frame_corrupt_file(tmp_path):
 
 def test_box_order_round_trip():
     xywh = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
-    yxhw = clips.xywh_to_yxhw(xywh)
+    yxhw = xywh_to_yxhw(xywh)
     np.testing.assert_array_equal(yxhw, [[2, 1, 4, 3], [6, 5, 8, 7]])
-    np.testing.assert_array_equal(clips.yxhw_to_xywh(yxhw), xywh)
+    np.testing.assert_array_equal(yxhw_to_xywh(yxhw), xywh)
     assert yxhw.dtype == np.float32
     with pytest.raises(ValueError, match=r"must be \[\.\.\., 4\]"):
-        clips.xywh_to_yxhw(np.zeros((2, 3)))
+        xywh_to_yxhw(np.zeros((2, 3)))

@@ -10,6 +10,7 @@ from hart_tf.data import clips
 from hart_tf.data.errors import DataError
 from hart_tf.eval import clips as clips_eval
 from hart_tf.model import metrics
+from hart_tf.utils.boxes import xywh_to_yxhw
 
 HAS_CSRT = False
 if importlib.util.find_spec("cv2") is not None:
@@ -23,7 +24,7 @@ FRAMES = 6
 
 
 def _static_iou(gt_xywh: np.ndarray) -> float:
-    gt = clips.xywh_to_yxhw(gt_xywh)
+    gt = xywh_to_yxhw(gt_xywh)
     return float(np.mean(metrics.iou(np.repeat(gt[:1], len(gt) - 1, 0), gt[1:])))
 
 

@@ -46,7 +46,7 @@ def _tiny(noise: bool = False, image_size=(24, 32)):
 def _options(distribute: str = "none", **changes):
     from hart_tf.train.options import TrainOptions
 
-    base = dict(config=_tiny(), batch_size=B, learning_rate=1e-3, seed=0, verbose=0,
+    base = dict(config=_tiny(), batch_size=B, learning_rate=1e-3, seed=0, progress=0,
                 distribute=distribute)
     base.update(changes)
     return TrainOptions.from_flat(**base)

@@ -7,10 +7,10 @@ import json
 import keras
 import numpy as np
 import pytest
-from hart_tf.model.hart.config import HARTConfig
 
 from hart_tf.cli import evaluate as evaluate_cli
 from hart_tf.eval.sequences import evaluate_opencv, score
+from hart_tf.model.config import HARTConfig
 from hart_tf.model.hart import HART
 
 
@@ -103,8 +103,7 @@ def test_evaluate_cli_without_opencv_says_what_to_install(tiny_checkpoint, run_c
 
 def test_evaluate_warns_when_the_test_data_is_not_what_the_run_trained_on(
         tiny_checkpoint, tmp_path, run_cli):
-    from hart_tf.model.hart.saving import load_model
-
+    from hart_tf.model.saving import load_model
     from hart_tf.train.checkpoints import CheckpointManager
 
     model = load_model(tiny_checkpoint)

@@ -332,6 +332,11 @@ def test_guarded_optimizer_skips_non_finite_updates(name):
     m.compile(optimizer=optimizer, jit_compile=keras.backend.backend() == "jax")
     x, y = _batch()
     m.fit(x, y, epochs=1, batch_size=B, verbose=0)
+    # The last step's loss parts leave the compiled step (JAX too) and add up to the loss.
+    values = m.step_values()
+    parts = [v for k, v in values.items() if k.startswith(("loss/weighted/", "loss/neg_log",
+                                                           "loss/l2"))]
+    assert sum(parts) == pytest.approx(values["loss/total"], abs=1e-4) and values["loss/l2"] > 0
     counters = ("iteration", "grad_norm", "bad_steps", "consecutive_bad")
     slot_vars = [v for v in m.optimizer.variables if not any(c in v.path for c in counters)]
     assert len(slot_vars) >= len(m.trainable_variables)  # momentum / moments are there

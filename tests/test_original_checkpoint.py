@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hart_tf import original_checkpoint as oc
+from hart_tf.model import original_checkpoint as oc
 from hart_tf.model.config import HARTConfig
 
 tf = pytest.importorskip("tensorflow")

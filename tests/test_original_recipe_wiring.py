@@ -18,7 +18,7 @@ def _options(tmp_path: Path, **changes) -> TrainOptions:
     base = dict(config=tiny, batch_size=2, steps_per_epoch=2, epochs=2,
                 curriculum_lengths=(2, 3), curriculum_threshold=0.0,
                 checkpoint_dir=str(tmp_path / "ckpt"), logdir=str(tmp_path / "tb"),
-                eval_sequences=1, eval_steps=2, image_every=0, run_eagerly=True, verbose=0)
+                eval_sequences=1, eval_steps=2, image_every=0, run_eagerly=True, progress=0)
     base.update(changes)
     return TrainOptions.from_flat(**base)
 

@@ -43,7 +43,7 @@ def _options(tmp_path: Path, **changes) -> TrainOptions:
                 curriculum_lengths=(2, 3), curriculum_threshold=0.0,
                 checkpoint_dir=str(tmp_path / "ckpt"), logdir=str(tmp_path / "tb"),
                 checkpoint_every=2, eval_sequences=1, eval_steps=1, image_every=0,
-                run_eagerly=True, verbose=0)
+                run_eagerly=True, progress=0)
     base.update(changes)
     return TrainOptions.from_flat(**base)
 
@@ -79,7 +79,7 @@ def test_broken_checkpoints_are_reported_and_skipped_for_the_previous_good_one(t
     trainer = _Trainer(options)
     model = trainer.model
     model.optimizer.build(model.trainable_variables)
-    slot = model.optimizer.variables[-4]
+    slot = model.optimizer.variables[-5]  # the last slot before the guard's variables
     for step in (2, 4, 6, 8, 10):
         # Each checkpoint is told apart by its weights, slots, RNG and curriculum state.
         model.cell.att_gate.assign(np.full(model.cell.att_gate.shape, step, "float32"))
@@ -119,12 +119,12 @@ def test_broken_checkpoints_are_reported_and_skipped_for_the_previous_good_one(t
     assert out.out.splitlines() == [f"Resumed {run} at step 2 (epoch 1, T=3) from ckpt-2.keras"]
     m = resumed.model
     np.testing.assert_array_equal(np.asarray(m.cell.att_gate), 2.0)
-    np.testing.assert_array_equal(np.asarray(m.optimizer.variables[-4]), 2.0)
+    np.testing.assert_array_equal(np.asarray(m.optimizer.variables[-5]), 2.0)
     np.testing.assert_array_equal(np.asarray(m.noise_seed.state), [0, 6])
     assert (resumed.step, resumed.epoch, resumed.epoch_step) == (2, 1, 2)
     assert (resumed.curriculum.length, resumed.curriculum.epochs_at_length) == (3, 2)
     assert resumed.resume_metrics is not None
-    assert len(resumed.resume_metrics) == len(m.metrics_variables)
+    assert len(resumed.resume_metrics) == len(m.metrics_variables) - 1  # not the step values
 
 
 # ---- resume mid-epoch, in process -----------------------------------------------------------
@@ -228,7 +228,7 @@ def test_nan_guard_skips_counts_logs_and_stops_with_the_last_good_checkpoint(
     assert json.loads((run / "summary.json").read_text())["checkpoint"] == str(
         run / "ckpt-4.keras")
     # Skipped updates, counted and logged for TensorBoard.
-    assert _scalars(logdir, "train/skipped_updates") == {1: 0, 2: 0, 3: 1, 4: 1, 5: 2, 6: 3,
+    assert _scalars(logdir, "optim/skipped_updates") == {1: 0, 2: 0, 3: 1, 4: 1, 5: 2, 6: 3,
                                                          7: 4}
     # The checkpoint after the NaN first box holds only finite values: the optimizer kept the
     # weights and the batch-norm statistics of that step were rolled back.

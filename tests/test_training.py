@@ -80,12 +80,13 @@ def test_train_cli_writes_checkpoints_and_events_then_resumes(tmp_path, run_cli)
     assert json.loads((run / "best.json").read_text())["step"] == 4  # first epoch at T=3
 
     scalars = _scalars(logdir)  # both processes' event files
-    assert scalars["train/sequence_length"] == {1: 2.0, 2: 2.0, 3: 3.0, 4: 3.0}
-    assert set(scalars["train/loss"]) == {1, 2, 3, 4}
-    assert set(scalars["train/skipped_updates"]) == {1, 2, 3, 4}
-    assert set(scalars["epoch/val_iou"]) == {2, 4}
-    assert {"train/tracking", "train/attention", "train/appearance", "train/iou",
-            "train/grad_norm", "train/learning_rate", "train/lambda_tracking"} <= set(scalars)
+    assert scalars["curriculum/length"] == {1: 2.0, 2: 2.0, 3: 3.0, 4: 3.0}
+    assert set(scalars["loss/total"]) == {1, 2, 3, 4}
+    assert set(scalars["optim/skipped_updates"]) == {1, 2, 3, 4}
+    assert set(scalars["val/iou_current_length"]) == set(scalars["val/iou_final_length"]) == {
+        2, 4}
+    assert {"loss/tracking", "loss/attention", "loss/appearance", "metrics/iou",
+            "optim/grad_norm", "optim/learning_rate", "lambda/tracking"} <= set(scalars)
     images = [(step, value.shape) for step, tag, value in _events(logdir)
               if tag == "val/tracking"]
     assert [step for step, _ in images] == [2, 4]
@@ -210,7 +211,7 @@ def _tiny_options(tmp_path: Path, **changes) -> TrainOptions:
     base = dict(config=tiny, batch_size=2, steps_per_epoch=2, epochs=3,
                 curriculum_lengths=(2, 3), curriculum_threshold=0.0,
                 checkpoint_dir=str(tmp_path / "ckpt"), logdir=str(tmp_path / "tb"),
-                eval_sequences=1, eval_steps=2, image_every=0, run_eagerly=True, verbose=0)
+                eval_sequences=1, eval_steps=2, image_every=0, run_eagerly=True, progress=0)
     base.update(changes)
     return TrainOptions.from_flat(**base)
 

@@ -31,7 +31,9 @@ def _track_frames(config, n: int) -> tuple[np.ndarray, np.ndarray, str]:
         boxes = clips.read_groundtruth(root / name / clips.GROUNDTRUTH)
         frames = np.stack([read_image(str(p), size=(h, w)) for p in paths])
         src_h, src_w = read_image(str(paths[0])).shape[:2]
-        box0 = clips.xywh_to_yxhw(boxes[0]) * np.array([h / src_h, w / src_w] * 2, np.float32)
+        from hart_tf.utils.boxes import xywh_to_yxhw
+
+        box0 = xywh_to_yxhw(boxes[0]) * np.array([h / src_h, w / src_w] * 2, np.float32)
         return frames, box0.astype(np.float32), f"clip {name} resized to {h}x{w}"
     from hart_tf.data import synthetic
 

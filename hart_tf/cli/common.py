@@ -17,9 +17,11 @@ from collections.abc import Callable, Sequence
 
 from absl import app
 from absl import flags as absl_flags
+from absl import logging as absl_logging
 
 from hart_tf.cli import flags as hflags
 from hart_tf.model.config import HARTConfig
+from hart_tf.utils import quiet
 
 FLAGS = hflags.FLAGS
 
@@ -149,10 +151,13 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
 
 
 def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up log unless --verbose asks for it or the user set
-    TF_CPP_MIN_LOG_LEVEL; called before TensorFlow is imported (the variable is read then)."""
-    if not FLAGS.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """Hides TensorFlow's C++ start-up log and JAX's INFO lines unless --verbose asks for
+    them (or the user set TF_CPP_MIN_LOG_LEVEL): TensorFlow is imported here, quietly, when
+    it is installed (TensorBoard logging imports it on the JAX backend too)."""
+    if FLAGS.verbose:
+        return
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    quiet.import_tensorflow_quietly()
 
 
 def run(main: Callable) -> None:

@@ -160,3 +160,10 @@ flags.register_multi_flags_validator(
     lambda d: bool(d["train_clips_dir"]) == bool(d["train_clips"]),
     message="--train_clips_dir and --train_clips go together: the folder and the clips of it "
             "to train on")
+
+
+# --- TensorBoard -------------------------------------------------------------------------
+flags.DEFINE_integer("image_frames", D["image_frames"], "Frames shown per sequence in the "
+                     "TensorBoard images (evenly spaced, first and last included; 0: every "
+                     "frame).")
+_check("image_frames", lambda v: v >= 0, "must be >= 0")

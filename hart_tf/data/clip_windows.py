@@ -52,6 +52,7 @@ from hart_tf.data.errors import DataError
 from hart_tf.data.images import RESAMPLE
 from hart_tf.data.images import image_size as header_size
 from hart_tf.data.pipeline import stack_sequences
+from hart_tf.utils.boxes import xywh_to_yxhw
 
 # The crop is at least this many times the extent of the object's boxes over the window.
 MIN_CONTEXT = 1.3
@@ -158,7 +159,7 @@ class ClipWindows:
             self._dirs.append(paths[0].parent)
             self._files.append(np.array([os.fsencode(p.name) for p in paths]))
             self._hw.append(header_size(os.fspath(paths[0])))
-            self._boxes.append(clips.xywh_to_yxhw(boxes))
+            self._boxes.append(xywh_to_yxhw(boxes))
             self._present.append(None if present.all() else present)
         if not self._boxes:
             raise DataError(f"{root}: none of the {len(names)} training clips has a frame "

@@ -10,8 +10,9 @@ Large training sets nest one level deeper (LaSOT: `<root>/<category>/<name>/grou
 frames in `img/`) and mark frames where the target is not visible, which only the training
 reader (`read_training_boxes`) accepts: a zero, negative or NaN box, GOT-10k's `absence.txt`
 (one 0/1 a frame) and LaSOT's `full_occlusion.txt` / `out_of_view.txt` (0/1 on one line).
-Boxes here are (x, y, w, h) as in the files and in OpenCV; `xywh_to_yxhw` turns them into the
-(y, x, h, w) order of the rest of hart_tf. NumPy and PIL only; never imports the model.
+Boxes here are (x, y, w, h) as in the files and in OpenCV; `hart_tf.utils.boxes.xywh_to_yxhw`
+turns them into the (y, x, h, w) order of the rest of hart_tf. NumPy and PIL only; never
+imports the model.
 """
 
 from __future__ import annotations
@@ -218,20 +219,3 @@ def load_frames(paths: list[Path]) -> np.ndarray:
     for i, frame in enumerate(decoded, start=1):
         frames[i] = frame
     return frames
-
-
-def _swap_axes_order(boxes: np.ndarray, name: str) -> np.ndarray:
-    boxes = np.asarray(boxes, np.float32)
-    if boxes.shape[-1:] != (4,):
-        raise ValueError(f"{name}: boxes must be [..., 4], got shape {boxes.shape}")
-    return boxes[..., [1, 0, 3, 2]]  # the swap is its own inverse
-
-
-def xywh_to_yxhw(boxes: np.ndarray) -> np.ndarray:
-    """(x, y, w, h) -> (y, x, h, w) in the last axis, float32."""
-    return _swap_axes_order(boxes, "xywh_to_yxhw")
-
-
-def yxhw_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """(y, x, h, w) -> (x, y, w, h) in the last axis, float32."""
-    return _swap_axes_order(boxes, "yxhw_to_xywh")

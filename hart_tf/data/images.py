@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from hart_tf.data.errors import DataError
+from hart_tf.utils.files import write_atomic
 
 # PIL's bilinear filter widens its support when shrinking, so a 2x reduction is antialiased.
 RESAMPLE = Image.Resampling.BILINEAR
@@ -85,9 +85,7 @@ def write_png_atomic(image: np.ndarray, path: str) -> None:
 
     A crash mid-write leaves no truncated `path`, so a resumed run may trust any file it finds.
     """
-    tmp = f"{path}.tmp{os.getpid()}"
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
 
 
 def print_progress(done: int, total: int, start: float, unit: str = "frames") -> None:

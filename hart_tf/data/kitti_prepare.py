@@ -5,7 +5,6 @@ and class (`python -m hart_tf.data.kitti_prepare --label_dir=<label_02> --stats`
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import sys
@@ -26,6 +25,7 @@ from hart_tf.data.kitti import (
     make_windows,
     split_segment,
 )
+from hart_tf.utils.files import write_json_atomic
 
 
 def kitti_stats(
@@ -108,9 +108,7 @@ def prepare_frames(
             if progress and (done % 20 == 0 or done == len(jobs)):
                 print_progress(done, len(jobs), start)
     marker = os.path.join(out_dir, PREPARED_MARKER)
-    with open(f"{marker}.tmp", "w") as f:
-        json.dump({"frame_size": list(size), "native_sizes": native_sizes}, f, indent=1)
-    os.replace(f"{marker}.tmp", marker)
+    write_json_atomic(marker, {"frame_size": list(size), "native_sizes": native_sizes}, indent=1)
     return len(jobs)
 
 

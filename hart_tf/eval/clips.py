@@ -27,7 +27,6 @@ one strip picture per sequence (`/` in a name written `__`) to `out_dir`, by def
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -44,6 +43,8 @@ from hart_tf.model import metrics
 from hart_tf.model.saving import resolve_checkpoint, trained_data
 from hart_tf.track.baselines import OpenCVTracker, StaticTracker, run_tracker
 from hart_tf.track.tracker import Tracker
+from hart_tf.utils.boxes import xywh_to_yxhw
+from hart_tf.utils.files import write_json_atomic
 
 STATIC, CSRT, HART = "static box", "CSRT", "HART"
 RESULTS_JSON, RESULTS_MD = "clips_results.json", "clips_results.md"
@@ -90,8 +91,8 @@ def score(pred_xywh: np.ndarray, gt_xywh: np.ndarray,
     keep = _scored(present, len(gt_xywh))  # (T-1,)
     if not keep.any():
         raise ValueError("score: no frame after the first where the target is visible")
-    pred = clips.xywh_to_yxhw(pred_xywh)[1:][keep]  # (F, 4), F scored frames
-    gt = clips.xywh_to_yxhw(gt_xywh)[1:][keep]  # (F, 4)
+    pred = xywh_to_yxhw(pred_xywh)[1:][keep]  # (F, 4), F scored frames
+    gt = xywh_to_yxhw(gt_xywh)[1:][keep]  # (F, 4)
     ious = np.asarray(metrics.iou(pred, gt), np.float64)  # (F,)
     return {
         "mean_iou": float(ious.mean()),
@@ -145,7 +146,7 @@ def _pooled(per_seq: dict[str, dict], name: str) -> dict[str, Any]:
     return {
         "mean_iou": float(ious.mean()),
         "success_auc": metrics.success_auc(ious),
-        "precision_20": metrics.precision_at(clips.xywh_to_yxhw(pred), clips.xywh_to_yxhw(gt),
+        "precision_20": metrics.precision_at(xywh_to_yxhw(pred), xywh_to_yxhw(gt),
                                              20.0),
         "frames": int(len(ious)),
         "fps": sum(updates) / max(seconds, 1e-12),
@@ -198,11 +199,11 @@ def _strip(frames: ClipFrames, gt_xywh: np.ndarray, results: dict, path: Path,
     visible), titled by their frame number in the clip, with the boxes (only these six frames
     are decoded); absent frames' zero gt boxes are not drawn."""
     steps = viz.strip_steps(len(frames), 6)  # (S,) indices into frames
-    boxes = {"gt": clips.xywh_to_yxhw(gt_xywh[steps])}
+    boxes = {"gt": xywh_to_yxhw(gt_xywh[steps])}
     colors = {"gt": (0, 220, 0), HART: (255, 40, 40), CSRT: (255, 210, 0)}
     for name in (HART, CSRT):
         if name in results:
-            boxes[name] = clips.xywh_to_yxhw(results[name]["boxes"][steps])
+            boxes[name] = xywh_to_yxhw(results[name]["boxes"][steps])
     shown = np.stack([frames[t] for t in steps])  # (S, H, W, 3)
     viz.save_png(viz.sequence_strip(shown, boxes, max_frames=6, ncols=6, colors=colors,
                                     step_labels=[int(t) + first for t in steps]), path)
@@ -386,9 +387,7 @@ def evaluate_clips(
             for g in groups}
     _iou_figure(per_seq, list(trackers), out / IOU_PLOT)
     table = markdown(record)
-    tmp = out / f".tmp-{RESULTS_JSON}"
-    tmp.write_text(json.dumps(record, indent=1, default=float))
-    os.replace(tmp, out / RESULTS_JSON)
+    write_json_atomic(out / RESULTS_JSON, record, indent=1, default=float)
     (out / RESULTS_MD).write_text(
         f"Checkpoint `{path}` on `{data_dir}`"
         + (f" (first {max_frames} frames of each clip)" if max_frames else "")

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hart_tf import viz
-from hart_tf.data.clips import xywh_to_yxhw, yxhw_to_xywh
 from hart_tf.model import metrics
 from hart_tf.model.hart import use_function_for_length
 from hart_tf.track.baselines import OpenCVTracker, run_tracker
+from hart_tf.utils.boxes import xywh_to_yxhw, yxhw_to_xywh
+from hart_tf.utils.files import write_json_atomic
 
 
 def predict(model, data: dict[str, np.ndarray], batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -97,9 +96,7 @@ def write_report(result: dict[str, Any], data: dict[str, np.ndarray], out_dir: s
     written = []
     record = {k: v for k, v in result.items() if k != "outputs"}
     path = out_dir / "results.json"
-    tmp = out_dir / ".tmp-results.json"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, record, indent=1)
     written.append(path)
     curves = {"HART": np.array(result["iou_per_step"]),
               "static box": np.array(result["static_iou_per_step"])}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from hart_tf.data import clip_windows, kitti, kth, synthetic
-from hart_tf.eval.sequences import predict
+from hart_tf.eval.sequences import predict, score
 from hart_tf.model import metrics
 
 
@@ -131,12 +131,25 @@ def clip_val_set(options) -> tuple[dict[str, np.ndarray], list[str]]:
 
 
 def validate(model, data: dict[str, np.ndarray], length: int | None, batch_size: int,
-             clip_names: list[str] | None = None) -> dict[str, float]:
+             clip_names: list[str] | None = None, scores: dict | None = None) -> dict[str, float]:
     """`val_iou`: mean IoU (t >= 1, present objects) on the first `length` frames of `data`
     (all when None); with the windows' `clip_names` from two or more sources
-    (`clip_windows.clip_group`), also `val_iou_<source>` over each source's windows."""
+    (`clip_windows.clip_group`), also `val_iou_<source>` over each source's windows.
+
+    One prediction over all of `data`'s frames serves every length (the model is causal: its
+    first `length` boxes are those of a `length`-frame run). A `scores` dict receives
+    `current_length`, `final_length` (all the frames), and `score` dicts (mean_iou,
+    iou_per_step, success_auc, precision_20) `current` and `final` at those lengths and
+    `static`, the static baseline's at the final length."""
+    full = np.asarray(predict(model, data, batch_size)["boxes"])  # (N, T, 4)
     cut = {k: v[:, :length] for k, v in data.items()}
-    pred = np.asarray(predict(model, cut, batch_size)["boxes"])  # (N, T, 4)
+    pred = full[:, :length]
+    if scores is not None:
+        gt, presence, steps = data["boxes"], data["presence"], full.shape[1]
+        scores.update(current_length=pred.shape[1], final_length=steps,
+                      current=score(pred, cut["boxes"], cut["presence"]),
+                      final=score(full, gt, presence),
+                      static=score(metrics.static_baseline(gt[:, 0], steps), gt, presence))
     out = {"val_iou": float(np.asarray(metrics.mean_iou(pred, cut["boxes"], cut["presence"])))}
     groups = [clip_windows.clip_group(n) for n in clip_names or ()]
     if len(set(groups)) > 1:

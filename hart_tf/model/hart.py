@@ -10,6 +10,7 @@ from hart_tf.layers.spatial_attention import attention_to_box
 from hart_tf.model import losses
 from hart_tf.model.cell import HARTCell
 from hart_tf.model.config import HARTConfig
+from hart_tf.model.step_values import StepValues, loss_part_names, loss_parts
 
 LOSS_TERMS = ("tracking", "attention", "appearance")
 
@@ -77,6 +78,9 @@ class HART(keras.Model):
         self._trackers = {
             name: keras.metrics.Mean(name=name) for name in ("iou", *self.loss_terms)
         }
+        # The last step's loss parts (for TensorBoard); not in the logs `fit` prints.
+        self.step_metric = StepValues(loss_part_names(
+            terms, config.adaptive_loss, config.l2_weight > 0), name="step_values")
 
     def build(self, input_shape=None):
         self.cell.build()
@@ -86,7 +90,18 @@ class HART(keras.Model):
     @property
     def metrics(self):
         tracked = super().metrics
-        return tracked + [m for m in self._trackers.values() if m not in tracked]
+        mine = [*self._trackers.values(), self.step_metric]
+        return tracked + [m for m in mine if m not in tracked]
+
+    def get_metrics_result(self):
+        results = super().get_metrics_result()
+        results.pop(self.step_metric.name, None)
+        return results
+
+    def step_values(self) -> dict[str, float]:
+        """The last training step's loss parts, lambdas and IoU by TensorBoard tag
+        (`hart_tf.model.step_values`); `loss/total` is the sum of the parts."""
+        return self.step_metric.values()
 
     # ---- noise --------------------------------------------------------------------------
 
@@ -223,7 +238,8 @@ class HART(keras.Model):
                 for k, v in self.loss_weights_layer.lambdas().items()}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        total, _ = self.loss_and_terms(y, y_pred)
+        total, terms = self.loss_and_terms(y, y_pred)
+        self.step_metric.update_state(loss_parts(total, terms, self.step_metric.names))
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from hart_tf.data.errors import DataError
 from hart_tf.data.images import read_image
 from hart_tf.model.saving import CheckpointError
 from hart_tf.track.tracker import Tracker
+from hart_tf.utils.boxes import xywh_to_yxhw
+from hart_tf.utils.files import write_text_atomic
 
 VIDEO_HINT = "pip install -e '.[video]'"
 GIF_MAX_SIDE = 480  # GIF frames are shrunk to this, so a long clip stays a small file
@@ -124,19 +125,8 @@ def _gif_frame(frame: np.ndarray, boxes_xywh: dict[str, np.ndarray]) -> np.ndarr
         size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
         frame = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
     # viz draws (y, x, h, w) boxes.
-    return viz.draw_boxes(frame, {k: np.asarray(b)[[1, 0, 3, 2]] * scale
+    return viz.draw_boxes(frame, {k: xywh_to_yxhw(b) * scale
                                   for k, b in boxes_xywh.items()})
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path = path.absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def track(model: str, init: str, out: str, frames: str | None = None,
@@ -174,7 +164,7 @@ def track(model: str, init: str, out: str, frames: str | None = None,
 
     if gif:
         viz.save_gif(pictures, gif, fps=GIF_FPS)
-    _write_text_atomic(Path(out), "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n"
+    write_text_atomic(Path(out), "".join(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n"
                                           for x, y, w, h in boxes))
     steps = len(boxes) - 1
     return {"boxes": boxes, "frames": len(boxes),

@@ -36,6 +36,7 @@ from hart_tf import pretrained
 from hart_tf.data.images import RESAMPLE
 from hart_tf.model.saving import load_model, resolve_checkpoint
 from hart_tf.track.export import STATE_KEYS, read_export_config
+from hart_tf.utils.boxes import xywh_to_yxhw, yxhw_to_xywh
 
 # (frame (1, H, W, C) uint8, boxes (N, 4) yxhw) -> state of N objects
 InitFn = Callable[[np.ndarray, np.ndarray], Any]
@@ -116,7 +117,7 @@ def _check_frame(frame, where: str) -> np.ndarray:
 
 def _to_frame_xywh(yxhw, scale: np.ndarray) -> np.ndarray:
     """(N, 4) boxes (y, x, h, w) in model pixels -> (x, y, w, h) in the frame's pixels."""
-    return np.asarray(yxhw)[:, [1, 0, 3, 2]] / scale[[1, 0, 3, 2]]
+    return yxhw_to_xywh(yxhw) / yxhw_to_xywh(scale)
 
 
 class _LazyOutputs(Mapping):
@@ -241,7 +242,7 @@ class Tracker:
             raise ValueError(f"Tracker.init: boxes must be finite (x, y, w, h) with w, h > 0, "
                              f"got {b.tolist()}")
         frames, scale = self._prepare(frame, "Tracker.init")
-        yxhw = boxes[:, [1, 0, 3, 2]] * scale  # (N, 4) model pixels
+        yxhw = xywh_to_yxhw(boxes) * scale  # (N, 4) model pixels
         self._state = self._init_fn(frames, yxhw)
         self._single = b.ndim == 1
         self.last = {"box": b.copy()}

@@ -10,7 +10,6 @@ favour of the previous good one.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 
 from hart_tf.model.config import REMOVED_FIELDS, HARTConfig
 from hart_tf.model.saving import FORMAT, CheckpointError, read_state, sha256
+from hart_tf.utils.files import write_json_atomic
 
 _STEP_RE = re.compile(r"^ckpt-(\d+)\.(json|keras)$")
 
@@ -36,15 +36,6 @@ def _fsync(path: Path) -> None:
 def _fsync_file(path: Path) -> None:
     """Flushes a finished temporary file to disk before it is renamed into place."""
     _fsync(path)
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def check_writable(directory: str | os.PathLike, flag: str) -> Path:
@@ -123,14 +114,14 @@ class CheckpointManager:
         _fsync_file(tmp)
         os.replace(tmp, keras_path)
         record = {**state, "format": FORMAT, "sha256": sha256(keras_path)}
-        _write_json_atomic(json_path, record)
+        write_json_atomic(json_path, record, fsync=True, indent=1, sort_keys=True)
         if best:
             best_keras, best_json = self._paths("best")
             tmp = self.directory / ".tmp-best.keras"
             shutil.copyfile(keras_path, tmp)
             _fsync_file(tmp)
             os.replace(tmp, best_keras)
-            _write_json_atomic(best_json, record)
+            write_json_atomic(best_json, record, fsync=True, indent=1, sort_keys=True)
         try:
             _fsync(self.directory)  # makes the renames themselves durable
         except OSError:  # some filesystems cannot sync a folder; the renames still happened
@@ -160,8 +151,9 @@ class CheckpointManager:
         # A .keras without its .json is a save killed before its state was written.
         for step in set(self._steps("keras")) - set(kept):
             self._paths(f"ckpt-{step}")[0].unlink(missing_ok=True)
-        for p in self.directory.glob(".tmp-*"):
-            p.unlink(missing_ok=True)
+        for pattern in (".tmp-*", ".*.tmp"):  # saves of .keras files, of .json files
+            for p in self.directory.glob(pattern):
+                p.unlink(missing_ok=True)
 
     def clear(self) -> int:
         """Deletes every checkpoint of the run (steps, best, unfinished saves); returns how

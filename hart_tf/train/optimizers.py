@@ -35,7 +35,8 @@ def clip_by_rms(grads: list, clip_rms: float) -> list:
 class _Guard:
     """Mixed into a Keras optimizer (before it in the bases) so that it also
 
-    - records the pre-clipping global gradient norm in `grad_norm` (for TensorBoard), and
+    - records the pre-clipping global gradient norm in `grad_norm` and each variable's in
+      `grad_norms` (for TensorBoard; not saved, so checkpoints keep the older layout), and
     - skips an update whose gradients are not all finite: the weights and slots stay as
       they were, `bad_steps` counts the skipped updates and `consecutive_bad` the current
       run of them, so training can stop after K in a row.
@@ -62,10 +63,27 @@ class _Guard:
         self.grad_norm = self.add_variable((), initializer="zeros", name="grad_norm")
         self.bad_steps = self.add_variable((), initializer="zeros", name="bad_steps")
         self.consecutive_bad = self.add_variable((), initializer="zeros", name="consecutive_bad")
+        self.grad_norms = self.add_variable((len(variables),), initializer="zeros",
+                                            name="grad_norms")
+
+    def _saved_variables(self) -> list:
+        return [v for v in self.variables if v is not self.grad_norms]
+
+    def save_own_variables(self, store):
+        for i, variable in enumerate(self._saved_variables()):
+            store[str(i)] = variable.numpy()
+
+    def load_own_variables(self, store):
+        saved = self._saved_variables()
+        if len(store.keys()) != len(saved):
+            return super().load_own_variables(store)  # Keras warns and skips the slots
+        for i, variable in enumerate(saved):
+            variable.assign(store[str(i)])
 
     def apply(self, grads, trainable_variables=None):
         grads = _sum_over_replicas(list(grads))
-        norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))
+        squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads]
+        norm = ops.sqrt(sum(squares))
         finite = ops.isfinite(norm)
         # Non-finite gradients become zeros; the step is then undone below.
         safe = [ops.where(finite, g, ops.zeros_like(g)) for g in grads]
@@ -81,10 +99,14 @@ class _Guard:
             v.assign(ops.where(finite, v.value, old))
         for v, old in zip(self.variables, slots_before, strict=True):
             if v is self.iterations or v.path in (self.grad_norm.path, self.bad_steps.path,
-                                                   self.consecutive_bad.path):
+                                                   self.consecutive_bad.path,
+                                                   self.grad_norms.path):
                 continue
             v.assign(ops.where(finite, v.value, old))
         self.grad_norm.assign(ops.where(finite, norm, self.grad_norm.value))
+        if len(squares) == self.grad_norms.shape[0]:
+            norms = ops.sqrt(ops.stack(squares))
+            self.grad_norms.assign(ops.where(finite, norms, self.grad_norms.value))
         bad = 1.0 - ops.cast(finite, "float32")
         self.bad_steps.assign(self.bad_steps + bad)
         self.consecutive_bad.assign((self.consecutive_bad + bad) * bad)

@@ -156,13 +156,16 @@ class RunOptions:
         resume: continue from the run's newest good checkpoint, if any.
         init_from: start a new run from the weights of this checkpoint.
         image_every: TensorBoard images every N updates (0: none).
+        image_frames: frames of each TensorBoard sequence strip (0: every frame).
+        histogram_every: TensorBoard histograms (lambda, gradient norms, weights) every N
+            updates (0: none).
         seed: seeds the weights, the data and the noise.
         jit_compile: "auto" (on for JAX, off for TensorFlow on the CPU), "true" or "false".
         unroll: unroll the recurrence (TensorFlow on the CPU: faster steps).
         run_eagerly: run the train step op by op (debugging).
         mixed_precision: bf16 compute with float32 losses and attention.
         max_bad_steps: stop after this many non-finite updates in a row (each is skipped).
-        verbose: 0 is quiet; 1 prints progress.
+        progress: 0 is quiet; 1 prints progress (Keras bars, epoch lines).
         distribute: "none" or "data_parallel" (every device of every host).
         num_hosts: hosts (one process each) of a data-parallel run.
         coordinator_address: JAX with several hosts: host 0's HOST:PORT.
@@ -177,13 +180,15 @@ class RunOptions:
     resume: bool = True
     init_from: str | None = None
     image_every: int = 500
+    image_frames: int = 6
+    histogram_every: int = 100
     seed: int = 0
     jit_compile: str = "auto"
     unroll: bool = True
     run_eagerly: bool = False
     mixed_precision: bool = False
     max_bad_steps: int = 20
-    verbose: int = 1
+    progress: int = 1
     distribute: str = "none"
     num_hosts: int = 1
     coordinator_address: str | None = None

@@ -34,6 +34,12 @@ def guarded_variables(model) -> list:
     return stats + list(model.metrics_variables)
 
 
+def running_metrics(model) -> list:
+    """The epoch's running means (a mid-epoch checkpoint keeps them), not the last step's
+    loss parts that HART keeps for TensorBoard (`HART.step_values`)."""
+    return [v for v in model.metrics_variables if "step_values" not in v.path]
+
+
 def values(variables) -> list:
     return [np.asarray(v.numpy()).tolist() for v in variables]
 

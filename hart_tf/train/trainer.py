@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -46,6 +44,8 @@ from hart_tf.train.checkpoints import CheckpointManager, check_writable, config_
 from hart_tf.train.curriculum import collapse_warning
 from hart_tf.train.optimizers import make_optimizer
 from hart_tf.train.options import TrainOptions
+from hart_tf.train.summaries import Summaries
+from hart_tf.utils.files import write_json_atomic
 
 
 def _jit(options: TrainOptions) -> bool:
@@ -156,8 +156,8 @@ class _StepLogger(keras.callbacks.Callback):
         model = self.model
         if t.resume_metrics is not None:
             # A mid-epoch resume: fit has just reset the metrics; continue the epoch's means.
-            run_state.assign(list(model.metrics_variables), t.resume_metrics, "metric values",
-                    t.resumed_from)
+            run_state.assign(run_state.running_metrics(model), t.resume_metrics,
+                             "metric values", t.resumed_from)
             t.resume_metrics = None
         self.good = run_state.values(run_state.guarded_variables(model))
 
@@ -241,8 +241,7 @@ class _Trainer:
                   f"{options.run_dir}")
         self.model = distribute.prepare_model(self.model)
         self.manager = distribute.chief_writes(self.manager)  # one writer on several hosts
-        self.tb = None
-        self._tb_failed = False
+        self.tb = Summaries(options, self.val)  # TensorBoard, made at the first step
 
     def _resume(self, state: dict, path: Path) -> None:
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
@@ -261,24 +260,8 @@ class _Trainer:
 
     # ---- logging ------------------------------------------------------------------------
 
-    def _logger(self):
-        """The TensorBoard logger, made at the first step so bad input writes no file."""
-        if self.tb is None and not self._tb_failed:
-            try:
-                # TensorBoard's writer needs TensorFlow: imported only when logging starts.
-                from hart_tf.train.tensorboard import TensorBoardLogger
-
-                self.tb = TensorBoardLogger(self.options.log_dir, self.val,
-                                            self.options.run.image_every)
-            except ImportError as e:
-                self._tb_failed = True
-                print(f"warning: TensorBoard logging is off ({e})", file=sys.stderr)
-        return self.tb
-
     def log_step(self, logs: dict, model) -> None:
-        tb = self._logger()
-        if tb is not None:
-            tb.on_step(self.step, logs, model, self.curriculum.length)
+        self.tb.on_step(self.step, model, self.curriculum)
 
     def note_bad_step(self, logs: dict, model) -> None:
         if self.bad_since is None:
@@ -314,8 +297,8 @@ class _Trainer:
             "history": self.history,
             "backend": keras.backend.backend(),
             "rng": run_state.values(run_state.seed_variables(self.model)),
-            "metrics": (run_state.values(self.model.metrics_variables) if self.epoch_step
-                        else None),
+            "metrics": (run_state.values(run_state.running_metrics(self.model))
+                        if self.epoch_step else None),
         }
 
     def save(self, best: bool = False):
@@ -348,29 +331,30 @@ class _Trainer:
         self.epoch += 1
         self.epoch_step = 0
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        scores: dict = {}  # at the training length and at the longest (for TensorBoard)
         val_logs = sets.validate(self.model, self.val, length, o.optimizer.batch_size,
-                                 self.val_clips)
-        val = val_logs["val_iou"]
-        logs.update(val_logs)
+                                 self.val_clips, scores)
+        val = val_logs["val_iou"]  # at the training length
+        logs.update(val_logs, val_iou_final_length=scores["final"]["mean_iou"])
         logs.update({"length": length, "epoch": self.epoch,
                      "step": self.step, "minutes": (time.time() - self.started) / 60})
         self.history.append(logs)
         if warning := collapse_warning(self.history):
             print(warning, file=sys.stderr)
-        if o.run.verbose:
+        if o.run.progress:
             groups = "".join(f", {k.removeprefix('val_iou_')} {v:.3f}"
                              for k, v in val_logs.items() if k != "val_iou")
             print(f"  train IoU {logs.get('iou', float('nan')):.3f}  "
-                  f"val IoU (T={length}) {val:.3f}" + (f" ({groups[2:]})" if groups else ""))
-        if self._logger() is not None:
-            self.tb.on_epoch(self.step, logs)
+                  f"val IoU (T={length}) {val:.3f}" + (f" ({groups[2:]})" if groups else "")
+                  + f", (T={scores['final_length']}) {logs['val_iou_final_length']:.3f}")
         # Only a validation at the longest length competes for the best checkpoint.
         is_best = self.curriculum.at_max and val > self.best_iou
         grew = self.curriculum.end_epoch(self._promotion_score(logs, length))
+        self.tb.on_epoch(self.step, logs, scores)
         if is_best:
             self.best_iou = val
         self.save(best=is_best)
-        if grew and o.run.verbose:
+        if grew and o.run.progress:
             print(f"  curriculum: sequence length {length} -> {self.curriculum.length}")
         if o.schedule.max_minutes and time.time() - self.started > 60 * o.schedule.max_minutes:
             print(f"Time budget of {o.schedule.max_minutes} min reached.")
@@ -399,7 +383,7 @@ class _Trainer:
         n = max(1, self.epoch_steps(length) // 4)
         score = datasets.promotion_iou(self.model, self.source, length, n, self.step)
         logs["promotion_iou"] = score
-        if self.options.run.verbose:
+        if self.options.run.progress:
             print(f"  test-mode IoU on {n} training batches (T={length}) {score:.3f}, "
                   f"needed {self.curriculum.current_threshold():.3f}")
         return score
@@ -418,7 +402,7 @@ class _Trainer:
                 length = self.curriculum.length
                 lr = o.optimizer.rate_at(length)
                 self.model.optimizer.learning_rate.assign(lr)
-                if o.run.verbose:
+                if o.run.progress:
                     print(f"Sequence length T={length}  lr={lr:.3g}")
                 use_function_for_length(self.model, "train", length)
                 steps = self.epoch_steps(length) - self.epoch_step
@@ -438,7 +422,7 @@ class _Trainer:
                             steps_per_epoch=steps,
                             initial_epoch=self.epoch,
                             epochs=last,
-                            verbose=o.run.verbose,
+                            verbose=o.run.progress,
                             shuffle=False,
                             callbacks=[logger],
                         )
@@ -454,8 +438,7 @@ class _Trainer:
             if self.stop_reason is None and self.manager.best() is None:
                 self.save(best=True)
         finally:
-            if self.tb is not None:
-                self.tb.close()
+            self.tb.flush()  # `train` adds the test scores, then closes it
         return {"step": self.step, "epoch": self.epoch, "length": self.curriculum.length,
                 "history": self.history, "stopped": self.stop_reason,
                 "minutes": (time.time() - self.started) / 60}
@@ -483,14 +466,11 @@ def train(options: TrainOptions) -> dict:
         if trainer.val_clips is not None:  # the chosen model on the whole validation windows
             summary["val_clips"] = sets.validate(model, trainer.val, None,
                                                   options.optimizer.batch_size, trainer.val_clips)
+    trainer.tb.finish(trainer.step, summary["test"], trainer.model, trainer.curriculum.length)
     summary["data"] = sets.data_record(options, trainer.source.clips)
     if trainer.source.clips is not None:
         clips = trainer.source.clips
         summary["train_clips"] = {"dir": str(clips.root), "trained_on": clips.names,
                                   "held_out": clips.held_out()}
-    options.run_dir.mkdir(parents=True, exist_ok=True)
-    out = options.run_dir / "summary.json"
-    tmp = out.with_name(".tmp-summary.json")
-    tmp.write_text(json.dumps(summary, indent=1, default=float))
-    os.replace(tmp, out)
+    write_json_atomic(options.run_dir / "summary.json", summary, indent=1, default=float)
     return summary

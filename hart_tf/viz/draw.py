@@ -10,10 +10,8 @@ Plots use `matplotlib.figure.Figure` with the Agg canvas directly (never pyplot)
 this module changes no global matplotlib state.
 """
 
-import contextlib
 import functools
 import os
-import uuid
 from collections.abc import Collection, Mapping, Sequence
 
 import matplotlib
@@ -22,6 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
+
+from hart_tf.utils.files import write_atomic
 
 Color = tuple[int, int, int]
 
@@ -103,6 +103,7 @@ def tracking_panel(
     location_map: np.ndarray | None = None,
     colors: Mapping[str, Color] | None = None,
     labels: bool = True,
+    dashed: Collection[str] = (),
 ) -> np.ndarray:
     """The frame with boxes, then the glimpse, then the location map, side by side.
 
@@ -117,11 +118,12 @@ def tracking_panel(
         location_map: optional `(fh, fw)` (or `(fh, fw, 1)`) values in [0, 1].
         colors: box colours, as in `draw_boxes`.
         labels: whether to tag the boxes with their names, as in `draw_boxes`.
+        dashed: names of boxes drawn dashed, as in `draw_boxes`.
 
     Returns:
         `(H, W', 3)` uint8 image, tiles separated by white gaps.
     """
-    tiles = [draw_boxes(frame, boxes, colors, labels=labels)]
+    tiles = [draw_boxes(frame, boxes, colors, labels=labels, dashed=dashed)]
     height = tiles[0].shape[0]
     tile_hw = None
     if glimpse is not None:
@@ -156,6 +158,7 @@ def sequence_strip(
     ncols: int | None = None,
     colors: Mapping[str, Color] | None = None,
     step_labels: Sequence[int] | None = None,
+    dashed: Collection[str] = (),
 ) -> np.ndarray:
     """A grid of `tracking_panel`s for up to `max_frames` evenly spaced time steps.
 
@@ -174,6 +177,7 @@ def sequence_strip(
         colors: box colours, as in `draw_boxes`.
         step_labels: the number shown as `t=` for each of the T steps (default: its index),
             e.g. the frame numbers of frames picked from a longer clip (`strip_steps`).
+        dashed: names of boxes drawn dashed (later boxes are drawn over earlier ones).
 
     Returns:
         `(rows * (_TITLE_H + H) + (rows - 1) * _CELL_GAP, cols * W' + (cols - 1) * _CELL_GAP, 3)`
@@ -209,6 +213,7 @@ def sequence_strip(
             None if location_maps is None else location_maps[t],
             palette,
             labels=False,
+            dashed=dashed,
         )
         for t in steps
     ]
@@ -293,7 +298,7 @@ def iou_per_step_figure(
 def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
     """Writes an image as PNG atomically (temp file, then `os.replace`), creating folders."""
     image = Image.fromarray(_as_rgb_uint8(array, f"save_png({os.fspath(path)!r})"))
-    _atomic_save(path, lambda f: image.save(f, format="PNG"))
+    write_atomic(path, lambda f: image.save(f, format="PNG"))
 
 
 def save_gif(
@@ -320,7 +325,7 @@ def save_gif(
     video = _as_rgb_uint8(np.stack(list(frames)), f"{where}: frames", batch=True)
     images = [Image.fromarray(f) for f in video]
     duration_ms = max(10, _round(1000.0 / fps))
-    _atomic_save(
+    write_atomic(
         path,
         lambda f: images[0].save(
             f,
@@ -331,24 +336,6 @@ def save_gif(
             loop=0,
         ),
     )
-
-
-def _atomic_save(path: str | os.PathLike, write) -> None:
-    """Calls `write(file)` on a temp file beside `path`, then renames it to `path`."""
-    path = os.path.abspath(os.fspath(path))
-    folder, base = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with 0o666 lets the umask decide permissions, as a plain open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _as_rgb_uint8(array, what: str, batch: bool = False) -> np.ndarray:
