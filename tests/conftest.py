@@ -120,16 +120,16 @@ def run_cli(capsys):
 def train_tiny_on_clips(run_cli, tmp_path):
     """`train_tiny_on_clips(clips_dir, *flags)`: one update of a tiny model through
     `python -m hart_tf.train`'s main, run `r` in `tmp_path / "ck"`, on real clips of
-    `clips_dir` (`flags` choose them); returns its `CliRun`."""
+    `clips_dir` (`flags` choose them); returns its `CliRun`, which must exit with `code`."""
     from hart_tf.cli import train as train_cli
 
-    def train(clips_dir, *flags: str) -> CliRun:
+    def train(clips_dir, *flags: str, code: int = 0) -> CliRun:
         return run_cli(train_cli.main, [
             "--image_size=64,64", "--glimpse_size=8,8", "--rnn_units=12", "--batch_size=2",
             "--steps_per_epoch=1", "--epochs=1", "--curriculum_lengths=3",
             "--eval_sequences=1", "--eval_steps=2", "--image_every=0", "--run_eagerly",
             "--max_minutes=0", "--run_name=r", f"--checkpoint_dir={tmp_path / 'ck'}",
-            f"--logdir={tmp_path / 'tb'}", f"--train_clips_dir={clips_dir}", *flags], code=0)
+            f"--logdir={tmp_path / 'tb'}", f"--train_clips_dir={clips_dir}", *flags], code=code)
 
     return train
 

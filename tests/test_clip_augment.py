@@ -135,13 +135,10 @@ def test_validation_windows_are_whole_unaugmented_frames(walk):
         clip_windows.validation_windows(walk, ["uav_short"], SIZE, seq_len=20, n=2)
 
 
-def test_training_validates_on_val_clips_per_source(walk, tmp_path, capsys):
-    from tests.test_clip_windows import train_tiny_on_clips
-
+def test_training_validates_on_val_clips_per_source(walk, tmp_path, train_tiny_on_clips):
     _write_clip(walk, "davis_jump", 20, step=1.0)
-    train_tiny_on_clips(tmp_path, walk, "--train_clips=all", "--val_clips=davis_jump,uav_short",
-                        "--eval_sequences=4", "--train_clips_colour_jitter=0.3")
-    out = capsys.readouterr().out
+    out = train_tiny_on_clips(walk, "--train_clips=all", "--val_clips=davis_jump,uav_short",
+                              "--eval_sequences=4", "--train_clips_colour_jitter=0.3").out
     assert "Training on all 1 real clips" in out and "held out: davis_jump, uav_short" in out
     assert ("Validating on real clips davis_jump, uav_short (4 windows of 3 frames, whole "
             "frames; per source: davis, uav): they choose the best checkpoint") in out
@@ -153,11 +150,8 @@ def test_training_validates_on_val_clips_per_source(walk, tmp_path, capsys):
                                                               abs=1e-4)
 
 
-def test_val_clips_may_not_be_trained_on(walk, tmp_path, capsys):
-    from tests.test_clip_windows import train_tiny_on_clips
-
-    with pytest.raises(SystemExit):
-        train_tiny_on_clips(tmp_path, walk, "--train_clips=davis_walk,uav_short",
-                            "--val_clips=uav_short")
-    assert capsys.readouterr().err == ("error: --val_clips uav_short are in --train_clips too: "
-                                       "a clip validates or trains, not both\n")
+def test_val_clips_may_not_be_trained_on(walk, train_tiny_on_clips):
+    run = train_tiny_on_clips(walk, "--train_clips=davis_walk,uav_short",
+                              "--val_clips=uav_short", code=2)
+    assert run.err == ["error: --val_clips uav_short are in --train_clips too: "
+                       "a clip validates or trains, not both"]

@@ -91,12 +91,12 @@ def test_evaluate_cli_rejects_an_unknown_opencv_tracker(tiny_checkpoint, run_cli
 
 def test_evaluate_cli_without_opencv_says_what_to_install(tiny_checkpoint, run_cli,
                                                           monkeypatch):
-    from hart_tf.eval import evaluate
+    from hart_tf.track import baselines
 
     def missing():
         raise ImportError("No module named 'cv2'")
 
-    monkeypatch.setattr(evaluate, "_import_cv2", missing)
+    monkeypatch.setattr(baselines, "_import_cv2", missing)
     assert _error(run_cli, [f"--model={tiny_checkpoint}", "--opencv_baselines=csrt"]) == (
         "error: --opencv_baselines needs OpenCV: pip install -e '.[bench]'")
 
