@@ -138,7 +138,7 @@ def test_validation_windows_are_whole_unaugmented_frames(walk):
 def test_training_validates_on_val_clips_per_source(walk, tmp_path, train_tiny_on_clips):
     _write_clip(walk, "davis_jump", 20, step=1.0)
     out = train_tiny_on_clips(walk, "--train_clips=all", "--val_clips=davis_jump,uav_short",
-                              "--eval_sequences=4", "--train_clips_colour_jitter=0.3").out
+                              "--eval_sequences=4").out
     assert "Training on all 1 real clips" in out and "held out: davis_jump, uav_short" in out
     assert ("Validating on real clips davis_jump, uav_short (4 windows of 3 frames, whole "
             "frames; per source: davis, uav): they choose the best checkpoint") in out
