@@ -78,10 +78,10 @@ def test_missing_flags(run_cli, tmp_path, untrained_checkpoint):
     assert _error(run_cli, model="m", out="o.txt") == "error: --init is required"
     assert _error(run_cli, model="m", init=INIT) == "error: --out is required"
     common = dict(model=untrained_checkpoint, init=INIT, out=tmp_path / "o.txt")
-    assert _error(run_cli, **common) == (
-        "error: give exactly one of --frames (a folder of images) and --video")
-    assert _error(run_cli, **common, frames=tmp_path, video=tmp_path / "v.mp4") == (
-        "error: give exactly one of --frames (a folder of images) and --video")
+    assert _error(run_cli, **common) == "error: --frames is required"
+    with pytest.raises(ValueError, match="give exactly one of frames"):
+        track.track(str(untrained_checkpoint), INIT, str(tmp_path / "o.txt"),
+                    frames=str(tmp_path), video=str(tmp_path / "v.mp4"))
 
 
 def test_frame_folder_errors(run_cli, tmp_path, frames_dir, untrained_checkpoint):
@@ -154,21 +154,22 @@ def test_video_errors(run_cli, monkeypatch, tmp_path):
     video.write_bytes(b"\x00" * 100)
     common = dict(model="m", init=INIT, out=tmp_path / "o.txt")
     monkeypatch.setitem(sys.modules, "imageio", None)  # the extra is not installed
-    assert _error(run_cli, **common, video=video) == (
-        "error: --video needs the video extra: pip install -e '.[video]'")
+    assert _error(run_cli, **common, frames=video) == (
+        "error: --frames: reading a video needs the video extra: pip install -e '.[video]'")
 
     def broken(path):
         raise OSError(f"Could not find a backend to open `{path}`\nwith iomode `r`.")
         yield  # a generator, as imageio's imiter
 
     _fake_imageio(monkeypatch, broken)
-    assert _error(run_cli, **common, video=video) == (
-        f"error: --video: {video}: unreadable video (Could not find a backend to open "
+    assert _error(run_cli, **common, frames=video) == (
+        f"error: --frames: {video}: unreadable video (Could not find a backend to open "
         f"`{video}` with iomode `r`.)")
     missing = tmp_path / "none.mp4"
-    assert _error(run_cli, **common, video=missing) == f"error: --video: {missing}: no such file"
+    with pytest.raises(ValueError, match=f"--frames: {missing}: no such file"):
+        track.track("m", INIT, str(tmp_path / "o.txt"), video=str(missing))
     _fake_imageio(monkeypatch, lambda path: iter(()))
-    assert _error(run_cli, **common, video=video) == f"error: --video: {video}: no frames"
+    assert _error(run_cli, **common, frames=video) == f"error: --frames: {video}: no frames"
 
 
 def test_video_is_tracked(monkeypatch, tmp_path, frames, untrained_checkpoint):
@@ -193,8 +194,8 @@ def test_real_imageio_video(run_cli, tmp_path, frames, untrained_checkpoint):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 100)
     common = dict(model=untrained_checkpoint, init=INIT, out=tmp_path / "o.txt")
-    assert _error(run_cli, **common, video=broken).startswith(
-        f"error: --video: {broken}: unreadable video (")
+    assert _error(run_cli, **common, frames=broken).startswith(
+        f"error: --frames: {broken}: unreadable video (")
     video = tmp_path / "clip.gif"  # GIF: imageio reads it with Pillow, no ffmpeg needed
     iio.imwrite(video, frames, extension=".gif")
     result = track.track(str(untrained_checkpoint), INIT, str(tmp_path / "o.txt"),

@@ -48,6 +48,9 @@ flags.DEFINE_list("val_clips", _list(D["val_clips"]), "Training: clips of --trai
                   "that choose the best checkpoint instead of training (real validation).")
 flags.DEFINE_integer("data_workers", D["data_workers"], "Training: threads rendering batches "
                      "ahead of the model (batches do not depend on it).")
+flags.DEFINE_enum("render_on", D["render_on"], ["auto", "host", "device"], "Training: where "
+                  "synthetic batches are rendered: host (NumPy threads), device (compiled on "
+                  "the accelerator, JAX) or auto (device on a JAX GPU/TPU, else host).")
 flags.DEFINE_integer("eval_sequences", D["eval_sequences"], "Validation and test sequences.")
 flags.DEFINE_integer("eval_steps", D["eval_steps"], "Frames scored per test sequence "
                      "(default: 60 for KITTI as the paper, else 30).")
@@ -77,6 +80,8 @@ flags.DEFINE_float("learning_rate", D["learning_rate"], "Learning rate at the fi
 flags.DEFINE_float("clip_norm", D["clip_norm"], "Clip gradients to this global norm.")
 flags.DEFINE_float("clip_rms", D["clip_rms"], "> 0: clip the gradients on the root mean "
                    "square of all their elements instead, as the original (0.3).")
+flags.DEFINE_integer("warmup_steps", D["warmup_steps"], "The learning rate rises linearly "
+                     "to its value over the first this many updates (0: none; large batches).")
 flags.DEFINE_list("lr_decay", [f"{k}:{v}" for k, v in D["lr_decay"].items()],
                   "Learning-rate factors by sequence length: 20:0.3 multiplies the rate by "
                   ".3 once the curriculum reaches 20 steps.")
@@ -129,9 +134,8 @@ flags.DEFINE_bool("verbose", False, "Show TensorFlow's start-up log (hidden by d
 flags.DEFINE_string("model", None, "The model to evaluate, track or export with: a .keras "
                     "checkpoint, a run folder (its best, else latest), a SavedModel folder "
                     "(track) or 'pretrained' (the model shipped with hart_tf).")
-flags.DEFINE_string("frames", None, "track: a folder of .jpg/.png frames (natural order).")
-flags.DEFINE_string("video", None, "track: a video file instead of --frames (needs the video "
-                    "extra).")
+flags.DEFINE_string("frames", None, "track: a folder of .jpg/.png frames (natural order) or a "
+                    "video file (needs the video extra).")
 flags.DEFINE_string("init", None, "track: the first frame's box as x,y,w,h in pixels.")
 flags.DEFINE_string("out", None, "track: the x,y,w,h file to write; evaluate: the report "
                     "folder; export: the SavedModel folder (for TF Serving a numbered version, "
@@ -154,6 +158,7 @@ for _name in ("num_distractors_max", "distractor_jitter", "distractor_cross_spee
               "process_id", "max_minutes", "clip_rms"):
     _check(_name, lambda v: v >= 0, "must be >= 0")
 _check("data_workers", lambda v: v >= 1, "must be >= 1")
+_check("warmup_steps", lambda v: v >= 0, "must be >= 0")
 _check("occlusion_prob", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
 flags.register_multi_flags_validator(
     ["train_clips_dir", "train_clips"],
@@ -163,7 +168,3 @@ flags.register_multi_flags_validator(
 
 
 # --- TensorBoard -------------------------------------------------------------------------
-flags.DEFINE_integer("image_frames", D["image_frames"], "Frames shown per sequence in the "
-                     "TensorBoard images (evenly spaced, first and last included; 0: every "
-                     "frame).")
-_check("image_frames", lambda v: v >= 0, "must be >= 0")

@@ -5,13 +5,13 @@ The library behind `python -m hart_tf.track` (`hart_tf.cli.track`):
 Usage:
     python -m hart_tf.track --model=models/hart/1 --frames=clip/ --init=120,40,32,64 \\
         --out=boxes.txt [--gif=tracked.gif]
-    python -m hart_tf.track --model=checkpoints/hart --video=clip.mp4 --init=... --out=...
+    python -m hart_tf.track --model=checkpoints/hart --frames=clip.mp4 --init=... --out=...
     python -m hart_tf.track --model=pretrained --frames=clip/ --init=120,40,32,64 --out=boxes.txt
 
 `--model` is a SavedModel export folder, a `.keras` checkpoint, a run folder or `pretrained`
 (the model shipped in the package, `hart_tf/pretrained/MODEL_CARD.md`). Frames are
-the folder's .jpg/.jpeg/.png files in natural order (frame2 before frame10); `--video` needs
-the video extra (`pip install -e '.[video]'`). `--init` is the first frame's box x,y,w,h in
+the folder's .jpg/.jpeg/.png files in natural order (frame2 before frame10); a video file as
+`--frames` needs the video extra (`pip install -e '.[video]'`). `--init` is the first frame's box x,y,w,h in
 pixels. `--out` gets one `x,y,w,h` line per frame, the first being the `--init` box; `--gif`
 shows the tracked box (pred) and the glimpse (att). Outputs are written only after the last
 frame, each under a temporary name then renamed, so they are complete or absent.
@@ -102,9 +102,9 @@ def _video_frames(path: str) -> Iterator[np.ndarray]:
     try:
         import imageio.v3 as iio
     except ImportError:
-        raise ValueError(f"--video needs the video extra: {VIDEO_HINT}") from None
+        raise ValueError(f"--frames: reading a video needs the video extra: {VIDEO_HINT}") from None
     if not Path(path).is_file():
-        raise ValueError(f"--video: {path}: no such file")
+        raise ValueError(f"--frames: {path}: no such file")
     try:
         for frame in iio.imiter(path):
             frame = np.asarray(frame)
@@ -114,7 +114,7 @@ def _video_frames(path: str) -> Iterator[np.ndarray]:
     # imageio's plugins raise many types for a file they cannot decode; all mean the same.
     except Exception as e:
         message = " ".join(str(e).split()) or type(e).__name__
-        raise ValueError(f"--video: {path}: unreadable video ({message})") from None
+        raise ValueError(f"--frames: {path}: unreadable video ({message})") from None
 
 
 def _gif_frame(frame: np.ndarray, boxes_xywh: dict[str, np.ndarray]) -> np.ndarray:
@@ -138,12 +138,12 @@ def track(model: str, init: str, out: str, frames: str | None = None,
         and `overall_fps` (with decoding).
     """
     if bool(frames) == bool(video):
-        raise ValueError("give exactly one of --frames (a folder of images) and --video")
+        raise ValueError("give exactly one of frames (a folder of images) and video (a file)")
     box0 = parse_init(init)
     source = _folder_frames(frames) if frames else _video_frames(video)
     first = next(source, None)
     if first is None:
-        raise ValueError(f"--video: {video}: no frames")  # a folder without images failed above
+        raise ValueError(f"--frames: {video}: no frames")  # a folder without images failed above
     check_init_in_frame(box0, first.shape)
     tracker = load_tracker(model)
 

@@ -43,7 +43,12 @@ class DataOptions:
         val_clips: clips of `train_clips_dir` that validate (choose the best checkpoint)
             instead of training; with real clips in training they replace the synthetic
             validation set.
-        data_workers: threads rendering batches ahead of the model.
+        data_workers: threads rendering batches ahead of the model (host rendering).
+        render_on: where synthetic training batches are rendered: "host" (the NumPy
+            renderer in `data_workers` threads), "device" (`hart_tf.data.synthetic_device`,
+            compiled on the accelerator: JAX only) or "auto" (device under JAX on a GPU or
+            TPU with one device, else host). Validation and test sets always come from the
+            NumPy renderer.
         eval_sequences: sequences in the validation and test sets.
         eval_steps: frames scored per test sequence (None: 60 for KITTI, else 30).
     """
@@ -62,6 +67,7 @@ class DataOptions:
     train_clips_colour_jitter: float = 0.2
     val_clips: tuple[str, ...] = ()
     data_workers: int = 2
+    render_on: str = "auto"
     eval_sequences: int = 32
     eval_steps: int | None = None
 
@@ -85,6 +91,8 @@ class OptimizerOptions:
             elements at this value, as the original (0.3: a global norm of 0.3 sqrt(N)).
         lr_decay: {length: factor}: the rate is multiplied by `factor` once the curriculum
             reaches `length` steps.
+        warmup_steps: the rate rises linearly from rate / warmup_steps to the full rate over
+            the first `warmup_steps` updates of the run (0: no warm-up); for large batches.
     """
 
     batch_size: int = 16
@@ -94,13 +102,17 @@ class OptimizerOptions:
     clip_norm: float = 1.0
     clip_rms: float = 0.0
     lr_decay: dict[int, float] = dataclasses.field(default_factory=lambda: {20: 0.3})
+    warmup_steps: int = 0
 
-    def rate_at(self, length: int) -> float:
-        """The learning rate at curriculum length `length`."""
+    def rate_at(self, length: int, step: int | None = None) -> float:
+        """The learning rate at curriculum length `length` (and, given, at update `step`,
+        counted from 0, within the warm-up)."""
         rate = self.learning_rate
         for at, factor in sorted(self.lr_decay.items()):
             if length >= at:
                 rate *= factor
+        if step is not None and step < self.warmup_steps:
+            rate *= (step + 1) / self.warmup_steps
         return rate
 
 

@@ -12,9 +12,10 @@ import concurrent.futures
 import itertools
 from collections.abc import Iterator
 
+import keras
 import numpy as np
 
-from hart_tf.data import clip_windows, clips, kitti, kth, synthetic
+from hart_tf.data import clip_windows, clips, kitti, kth, synthetic, synthetic_device
 from hart_tf.eval.sequences import predict
 from hart_tf.eval.sets import (
     all_clips,
@@ -76,6 +77,53 @@ def _train_clips(options) -> clip_windows.ClipWindows | None:
     return windows
 
 
+def render_on(options) -> str:
+    """Where the synthetic training batches are rendered: "host" (the NumPy renderer in
+    `data_workers` threads) or "device" (`synthetic_device`, compiled with JAX on the
+    accelerator, so the batch never crosses the host bus). "auto" picks the device under JAX
+    on a GPU or TPU without data parallelism; the NumPy renderer is faster on a CPU.
+
+    Raises:
+        ValueError: "device" asked for where it cannot run (one line naming the flag).
+    """
+    o = options
+    want = o.data.render_on
+    if want not in ("auto", "host", "device"):
+        raise ValueError(f"--render_on must be auto, host or device, got {want!r}")
+    if want == "host" or (want == "auto" and o.data.dataset != "synthetic"):
+        return "host"
+    if want == "device":
+        if o.data.dataset != "synthetic":
+            raise ValueError("--render_on=device renders synthetic data; "
+                             f"--dataset={o.data.dataset} is read from files")
+        if o.run.distribute != "none":
+            raise ValueError("--render_on=device renders on one device: use it with "
+                             "--distribute=none")
+        if keras.backend.backend() != "jax":
+            raise ValueError("--render_on=device compiles the renderer with JAX: run with "
+                             f"KERAS_BACKEND=jax (the backend is {keras.backend.backend()})")
+        return "device"
+    if keras.backend.backend() != "jax" or o.run.distribute != "none":
+        return "host"
+    import jax
+
+    return "host" if jax.default_backend() == "cpu" else "device"
+
+
+def _device_name() -> str:
+    import jax
+
+    return str(jax.devices()[0])
+
+
+def _render_chunk(batch_size: int) -> int | None:
+    """Sequences the device renderer draws at a time: the largest divisor of the batch up to
+    256, which bounds its float32 intermediates (about 1 GB per object layer at 1024)."""
+    if batch_size <= 256:
+        return None
+    return max(c for c in range(1, 257) if batch_size % c == 0)
+
+
 class TrainSource:
     """Endless training batches of a chosen length, resumable at a batch index."""
 
@@ -86,6 +134,19 @@ class TrainSource:
         self.clips = _train_clips(options)
         self._kitti = kitti_sequences(options) if options.data.dataset == "kitti" else None
         self._kth = kth_clips(options, "train") if options.data.dataset == "kth" else None
+        self.render_on = render_on(options)
+        if self.render_on == "device" and options.run.progress:
+            print("Synthetic training batches are rendered on the device "
+                  f"({keras.backend.backend()}, {_device_name()})")
+        self._compiled: dict = {}  # (length, batch) -> the jitted device renderer
+        self._bank = None  # the device renderer's background bank, on the device
+
+    def _real(self, index: int, length: int) -> dict[str, np.ndarray]:
+        """The real-clip windows of training batch `index`: a pure function of (seed,
+        index), like the synthetic part."""
+        o = self.options
+        rng = np.random.default_rng([_CLIP_STREAM, o.run.seed, index])
+        return clip_windows.window_batch(self.clips, rng, _clip_count(o), length)
 
     def _batch(self, index: int, length: int,
                cfg: synthetic.SyntheticConfig) -> dict[str, np.ndarray]:
@@ -94,22 +155,61 @@ class TrainSource:
         if self.clips is None:
             return synthetic.train_batch(index, o.optimizer.batch_size, length, o.run.seed, cfg)
         n_real = _clip_count(o)
-        # Windows of batch `index` are a pure function of (seed, index), like the synthetic.
-        rng = np.random.default_rng([_CLIP_STREAM, o.run.seed, index])
-        real = clip_windows.window_batch(self.clips, rng, n_real, length)
+        real = self._real(index, length)
         if n_real == o.optimizer.batch_size:
             return real
         synth = synthetic.train_batch(index, o.optimizer.batch_size - n_real, length, o.run.seed,
                                       cfg)
         return {k: np.concatenate([real[k], synth[k]]) for k in real}
 
-    def _synthetic(self, length: int) -> Iterator[tuple[dict, dict]]:
+    def _check_clips(self, length: int) -> None:
         if self.clips is not None:
             self.clips.check_length(length)  # before any worker renders a batch
             if unusable := self.clips.unusable(length):
                 print(f"{unusable} of {self.clips.num_clips} training clips have no window of "
                       f"{length} frames that starts and ends with the target visible (too short, "
                       "or absent too often): not sampled at this length")
+
+    def _device_renderer(self, length: int, batch_size: int):
+        """The compiled render(bank, index) of `batch_size` sequences of `length` frames
+        (compiled once per shape and kept for the run)."""
+        import jax
+
+        key = (length, batch_size)
+        if key not in self._compiled:
+            cfg = synthetic_config(self.options)
+            render, bank = synthetic_device.device_batches(
+                cfg, batch_size, length, seed=self.options.run.seed,
+                chunk=_render_chunk(batch_size))
+            self._compiled[key] = jax.jit(render)
+            if self._bank is None:
+                self._bank = bank
+        return self._compiled[key]
+
+    def _on_device(self, length: int) -> Iterator[tuple[dict, dict]]:
+        """Batches rendered on the accelerator from the batch index: each call is dispatched
+        asynchronously and runs on the device ahead of the train step that consumes it. With
+        real clips, their windows are cut on the host (threads) and joined on the device."""
+        self._check_clips(length)
+        o = self.options
+        n_real = _clip_count(o) if self.clips is not None else 0
+        render = self._device_renderer(length, o.optimizer.batch_size - n_real)
+        start = self.index
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            pending = {}
+            for i in itertools.count(start):
+                x, y = render(self._bank, np.int32(i))
+                if n_real:
+                    for j in range(i, i + self.workers + 1):
+                        if j not in pending:
+                            pending[j] = pool.submit(self._real, j, length)
+                    rx, ry = to_xy(pending.pop(i).result())
+                    x, y = keras.tree.map_structure(
+                        lambda a, b: keras.ops.concatenate([a, b]), (rx, ry), (x, y))
+                yield x, y
+
+    def _synthetic(self, length: int) -> Iterator[tuple[dict, dict]]:
+        self._check_clips(length)
         cfg = synthetic_config(self.options)
         start = self.index
         # A small thread pool renders upcoming batches while the model trains (NumPy
@@ -175,6 +275,8 @@ class TrainSource:
         if start is not None:
             self.index = start
         if self.options.data.dataset == "synthetic":
+            if self.render_on == "device":
+                return self._on_device(length)
             return self._synthetic(length)
         return self._loader(length)
 

@@ -161,6 +161,12 @@ class _StepLogger(keras.callbacks.Callback):
             t.resume_metrics = None
         self.good = run_state.values(run_state.guarded_variables(model))
 
+    def on_train_batch_begin(self, batch, logs=None):
+        t = self.trainer
+        o = t.options.optimizer
+        if t.step <= o.warmup_steps:  # at warmup_steps: the full rate again
+            self.model.optimizer.learning_rate.assign(o.rate_at(t.curriculum.length, t.step))
+
     def on_train_batch_end(self, batch, logs=None):
         t = self.trainer
         model = self.model  # under JAX, reading .model syncs the trainer state into variables
@@ -337,7 +343,8 @@ class _Trainer:
         val = val_logs["val_iou"]  # at the training length
         logs.update(val_logs, val_iou_final_length=scores["final"]["mean_iou"])
         logs.update({"length": length, "epoch": self.epoch,
-                     "step": self.step, "minutes": (time.time() - self.started) / 60})
+                     "step": self.step, "minutes": (time.time() - self.started) / 60,
+                     "unix_time": time.time()})
         self.history.append(logs)
         if warning := collapse_warning(self.history):
             print(warning, file=sys.stderr)
@@ -400,7 +407,7 @@ class _Trainer:
             while (self.epoch < o.schedule.epochs and self.stop_reason is None
                    and not self.out_of_time):
                 length = self.curriculum.length
-                lr = o.optimizer.rate_at(length)
+                lr = o.optimizer.rate_at(length, self.step)
                 self.model.optimizer.learning_rate.assign(lr)
                 if o.run.progress:
                     print(f"Sequence length T={length}  lr={lr:.3g}")
