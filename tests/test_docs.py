@@ -3,6 +3,8 @@
 Every tracked text file is searched for references to the history of its development
 (numbered work sessions, issue numbers, owners, lent machines) and for absolute paths of the
 machines it was developed on; README.md and RESULTS.md are checked against their size limits.
+The train, evaluate, track and export command lines of README.md, docs/ and the flagfile
+headers use only flags the package defines, and flagfiles that exist.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def test_document_size(name):
 
 COMMAND = re.compile(r"(?:python3? -m hart_tf\.(?:train|evaluate|track|export)|"
                      r"(?<![\w/.-])hart-(?:train|evaluate|track|export))\b")
-FLAG = re.compile(r"(?<![\w-])--([A-Za-z][\w-]*)")
+FLAG = re.compile(r"(?<![\w-])--([A-Za-z][\w-]*)(?:=(\S*))?")
 # Where a command ends on its line: a shell comment, `&&`, `;`, a pipe, or the next command.
 COMMAND_END = re.compile(r"\s#|&&|;|\|")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
@@ -138,8 +140,9 @@ def _snippets(path: Path, text: str) -> list[tuple[int, str]]:
     return joined
 
 
-def package_command_flags(path: Path, text: str) -> list[tuple[int, str]]:
-    """(line number, name) of every `--name` on a package command line in `text`."""
+def package_command_flags(path: Path, text: str) -> list[tuple[int, str, str | None]]:
+    """(line number, name, value or None) of every `--name[=value]` on a package command
+    line in `text`."""
     found = []
     for n, snippet in _snippets(path, text):
         starts = [m.end() for m in COMMAND.finditer(snippet)]
@@ -147,7 +150,7 @@ def package_command_flags(path: Path, text: str) -> list[tuple[int, str]]:
             command = snippet[start:starts[i + 1] if i + 1 < len(starts) else len(snippet)]
             end = COMMAND_END.search(command)
             command = command[:end.start()] if end else command
-            found += [(n, m.group(1)) for m in FLAG.finditer(command)]
+            found += [(n, m.group(1), m.group(2)) for m in FLAG.finditer(command)]
     return found
 
 
@@ -169,10 +172,11 @@ def test_command_flag_extraction(tmp_path):
             "pip install -e . && python -m hart_tf.track --e | grep --f\n"
             "hart-export --g && python tools/benchmark.py --track=kitti\n```\n")
     assert package_command_flags(doc, text) == [
-        (4, "c"), (4, "d"), (6, "e"), (7, "g"), (1, "a"), (1, "b")]
+        (4, "c", None), (4, "d", "2"), (6, "e", None), (7, "g", None), (1, "a", "1"),
+        (1, "b", None)]
     cfg = tmp_path / "x.cfg"
-    text = "#   python -m hart_tf.train --h \\\n#       --i\n--not_a_comment\n"
-    assert package_command_flags(cfg, text) == [(1, "h"), (1, "i")]
+    text = "#   python -m hart_tf.train --h \\\n#       --i=flags/x.cfg\n--not_a_comment\n"
+    assert package_command_flags(cfg, text) == [(1, "h", None), (1, "i", "flags/x.cfg")]
 
 
 def test_documented_command_flags_are_defined():
@@ -180,8 +184,12 @@ def test_documented_command_flags_are_defined():
     assert {"model", "out", "flagfile", "helpfull", "noresume"} <= defined
     problems = []
     for path in _command_documents():
-        for n, name in package_command_flags(path, path.read_text(encoding="utf-8")):
+        where = path.relative_to(REPO)
+        for n, name, value in package_command_flags(path, path.read_text(encoding="utf-8")):
             if name not in defined:
-                problems.append(f"{path.relative_to(REPO)}:{n}: --{name} is not a flag of "
-                                "hart_tf (hart_tf/cli/flags.py)")
+                problems.append(f"{where}:{n}: --{name} is not a flag of hart_tf "
+                                "(hart_tf/cli/flags.py)")
+            elif name == "flagfile" and value and value.startswith("flags/") \
+                    and not re.search(r"[<{*]", value) and not (REPO / value).is_file():
+                problems.append(f"{where}:{n}: --flagfile={value}: no such file")
     assert not problems, "\n".join(problems)
