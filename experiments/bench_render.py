@@ -136,8 +136,8 @@ def bench_train(t_len: int) -> None:
     import jax
 
     from hart_tf.data.synthetic import SyntheticConfig
-    from hart_tf.model.hart import HART
     from hart_tf.model.config import HARTConfig
+    from hart_tf.model.hart import HART
     from hart_tf.train.optimizers import GuardedRMSprop
 
     b = FLAGS.train_batch

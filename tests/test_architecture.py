@@ -126,3 +126,16 @@ def test_public_api():
 
     for name in ("HART", "HARTConfig", "Tracker", "load_model"):
         assert getattr(hart_tf, name).__name__ == name
+
+
+def test_tests_import_helpers_by_module_name():
+    """`pytest` (README's command, not `python -m pytest`) puts tests/ on sys.path but not the
+    repository root: a test imports another test's helpers as `test_x`, never `tests.test_x`."""
+    problems = []
+    for path in sorted((PACKAGE.parent / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            problems += [f"{path.name}:{node.lineno}: {name}" for name in names
+                         if name == "tests" or name.startswith("tests.")]
+    assert not problems, "\n".join(problems)

@@ -8,9 +8,9 @@ import json
 
 import numpy as np
 import pytest
+from test_clip_windows import SIZE, _redness, _write_clip
 
 from hart_tf.data import clip_windows
-from tests.test_clip_windows import SIZE, _redness, _write_clip
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from test_clip_windows import _write_clip
 
 from hart_tf.eval import clips as clips_eval
-from tests.test_clip_windows import _write_clip
 
 
 def test_iou_per_frame_skips_absent_frames():

@@ -3,6 +3,8 @@
 Every tracked text file is searched for references to the history of its development
 (numbered work sessions, issue numbers, owners, lent machines) and for absolute paths of the
 machines it was developed on; README.md and RESULTS.md are checked against their size limits.
+The train, evaluate, track and export command lines of README.md, docs/ and the flagfile
+headers use only flags the package defines, and flagfiles that exist.
 """
 
 from __future__ import annotations
@@ -89,3 +91,105 @@ def test_tracked_files_have_no_history_or_machine_paths():
 def test_document_size(name):
     text = (REPO / name).read_text(encoding="utf-8")
     assert len(text) <= LIMITS[name], f"{name}: {len(text):,} characters > {LIMITS[name]:,}"
+
+
+# --- flags on the package's command lines ---------------------------------------------------
+# README, docs/ and the comment headers of flags/*.cfg show commands of the package; each
+# `--name` on such a command must be a flag the package defines (hart_tf.cli.flags, read at
+# run time, plus absl's own). Commands of tools/ and experiments/ scripts define their own
+# flags and are not checked here.
+
+COMMAND = re.compile(r"(?:python3? -m hart_tf\.(?:train|evaluate|track|export)|"
+                     r"(?<![\w/.-])hart-(?:train|evaluate|track|export))\b")
+FLAG = re.compile(r"(?<![\w-])--([A-Za-z][\w-]*)(?:=(\S*))?")
+# Where a command ends on its line: a shell comment, `&&`, `;`, a pipe, or the next command.
+COMMAND_END = re.compile(r"\s#|&&|;|\|")
+FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+INLINE = re.compile(r"`([^`]+)`")
+
+
+def _command_documents() -> list[Path]:
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return [p for p in docs if p.is_file()] + sorted((REPO / "flags").glob("*.cfg"))
+
+
+def _snippets(path: Path, text: str) -> list[tuple[int, str]]:
+    """(line number, text) of each piece of shell: the comment lines of a flagfile, the lines
+    of a fenced block, inline code spans; backslash continuations joined."""
+    pieces: list[tuple[int, str]] = []
+    if path.suffix == ".cfg":
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.lstrip().startswith("#"):
+                pieces.append((n, line.lstrip()[1:]))
+    else:
+        for block in FENCE.finditer(text):
+            first = text.count("\n", 0, block.start()) + 1
+            pieces += [(first + i, line) for i, line in enumerate(block.group(0).splitlines())]
+        prose = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+        for span in INLINE.finditer(prose):
+            pieces.append((prose.count("\n", 0, span.start()) + 1, " ".join(span.group(1).split())))
+    joined, pending = [], None
+    for n, line in pieces:
+        if pending is not None:
+            n, line = pending[0], pending[1] + " " + line.strip()
+        if line.rstrip().endswith("\\"):
+            pending = (n, line.rstrip()[:-1])
+            continue
+        pending = None
+        joined.append((n, line))
+    return joined
+
+
+def package_command_flags(path: Path, text: str) -> list[tuple[int, str, str | None]]:
+    """(line number, name, value or None) of every `--name[=value]` on a package command
+    line in `text`."""
+    found = []
+    for n, snippet in _snippets(path, text):
+        starts = [m.end() for m in COMMAND.finditer(snippet)]
+        for i, start in enumerate(starts):
+            command = snippet[start:starts[i + 1] if i + 1 < len(starts) else len(snippet)]
+            end = COMMAND_END.search(command)
+            command = command[:end.start()] if end else command
+            found += [(n, m.group(1), m.group(2)) for m in FLAG.finditer(command)]
+    return found
+
+
+def _defined_flags() -> set[str]:
+    from absl import app  # noqa: F401  (absl's --helpfull and friends, as the commands have)
+
+    from hart_tf.cli import common
+
+    app.define_help_flags()
+    names = set(common.FLAGS)
+    booleans = {f"no{name}" for name in names if common.FLAGS[name].boolean}
+    return names | booleans | {"flagfile", "undefok"}
+
+
+def test_command_flag_extraction(tmp_path):
+    doc = tmp_path / "x.md"
+    text = ("Run `python -m hart_tf.train --a=1\n--b` then `tools/x.py --tool_flag`.\n"
+            "```bash\npython -m hart_tf.evaluate --c \\\n    --d=2  # --comment\n"
+            "pip install -e . && python -m hart_tf.track --e | grep --f\n"
+            "hart-export --g && python tools/benchmark.py --track=kitti\n```\n")
+    assert package_command_flags(doc, text) == [
+        (4, "c", None), (4, "d", "2"), (6, "e", None), (7, "g", None), (1, "a", "1"),
+        (1, "b", None)]
+    cfg = tmp_path / "x.cfg"
+    text = "#   python -m hart_tf.train --h \\\n#       --i=flags/x.cfg\n--not_a_comment\n"
+    assert package_command_flags(cfg, text) == [(1, "h", None), (1, "i", "flags/x.cfg")]
+
+
+def test_documented_command_flags_are_defined():
+    defined = _defined_flags()
+    assert {"model", "out", "flagfile", "helpfull", "noresume"} <= defined
+    problems = []
+    for path in _command_documents():
+        where = path.relative_to(REPO)
+        for n, name, value in package_command_flags(path, path.read_text(encoding="utf-8")):
+            if name not in defined:
+                problems.append(f"{where}:{n}: --{name} is not a flag of hart_tf "
+                                "(hart_tf/cli/flags.py)")
+            elif name == "flagfile" and value and value.startswith("flags/") \
+                    and not re.search(r"[<{*]", value) and not (REPO / value).is_file():
+                problems.append(f"{where}:{n}: --flagfile={value}: no such file")
+    assert not problems, "\n".join(problems)

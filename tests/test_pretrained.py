@@ -76,7 +76,7 @@ def test_track_cli_with_model_pretrained(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_cli_with_model_pretrained(tmp_path):
-    from tests.test_clip_windows import _write_clip
+    from test_clip_windows import _write_clip
 
     _write_clip(tmp_path / "clips", "walk", 5)
     out = tmp_path / "out"

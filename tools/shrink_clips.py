@@ -2,8 +2,8 @@
 
 Usage (from the repo root):
   python tools/shrink_clips.py --src=<GOT-10k>/train --dst=/data/got10k_480 --max_side=480
-  python -m hart_tf.train --flagfile=flags/real_clips.cfg --train_clips_dir=/data/got10k_480 \\
-      --train_clips=all --data_workers=<cores>
+  python -m hart_tf.train --flagfile=flags/real_train.cfg --val_clips= \\
+      --train_clips_dir=/data/got10k_480 --train_clips=all --data_workers=<cores>
 
 Every sequence under `--src` (`hart_tf.data.clips.find_sequences`: GOT-10k's `<seq>/`,
 LaSOT's `<category>/<seq>/`, our clips' and OTB's layouts) is written under `--dst` with the

@@ -11,10 +11,10 @@ Usage:
 `--model` is a SavedModel export folder, a `.keras` checkpoint, a run folder or `pretrained`
 (the model shipped in the package, `hart_tf/pretrained/MODEL_CARD.md`). Frames are
 the folder's .jpg/.jpeg/.png files in natural order (frame2 before frame10); a video file as
-`--frames` needs the video extra (`pip install -e '.[video]'`). `--init` is the first frame's box x,y,w,h in
-pixels. `--out` gets one `x,y,w,h` line per frame, the first being the `--init` box; `--gif`
-shows the tracked box (pred) and the glimpse (att). Outputs are written only after the last
-frame, each under a temporary name then renamed, so they are complete or absent.
+`--frames` needs the video extra (`pip install -e '.[video]'`). `--init` is the first frame's
+box x,y,w,h in pixels. `--out` gets one `x,y,w,h` line per frame, the first being the `--init`
+box; `--gif` shows the tracked box (pred) and the glimpse (att). Outputs are written only
+after the last frame, each under a temporary name then renamed, so they are complete or absent.
 """
 
 from __future__ import annotations
