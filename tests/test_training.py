@@ -341,3 +341,27 @@ def test_known_offsets_give_the_hand_computed_scores():
     assert got["precision_20"] == pytest.approx(3 / 5)  # centres 0, 0, 25, 25, 2 px off
     result = evaluate_model(_FixedModel(pred), _data(), batch_size=2)
     assert result["mean_iou"] == pytest.approx(got["mean_iou"])
+
+
+def test_closing_lines_show_paths_relative_to_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train_cli._shown(tmp_path / "checkpoints" / "hart" / "best.keras") == (
+        "checkpoints/hart/best.keras")
+    assert train_cli._shown("checkpoints/hart/summary.json") == "checkpoints/hart/summary.json"
+    assert train_cli._shown("/elsewhere/best.keras") == "/elsewhere/best.keras"
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    import io
+
+    from hart_tf.train import trainer
+
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # a file or a pipe
+    assert (trainer._fit_verbosity(0), trainer._fit_verbosity(1)) == (0, 2)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdout", Terminal())
+    assert trainer._fit_verbosity(1) == 1

@@ -7,6 +7,8 @@ TensorBoard logs in runs/<run_name>.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hart_tf.cli import common as cli
 from hart_tf.cli.common import FLAGS
 from hart_tf.train.options import CURRICULUM_PROTOCOLS, FIELD_GROUP, TrainOptions
@@ -41,6 +43,15 @@ def options_from_flags() -> TrainOptions:
     return TrainOptions.from_flat(config=cli.config_from_flags(), **values)
 
 
+def _shown(path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def _summary_lines(summary: dict, options: TrainOptions) -> list[str]:
     test = summary["test"]
     checkpoint = summary["checkpoint"]
@@ -48,7 +59,8 @@ def _summary_lines(summary: dict, options: TrainOptions) -> list[str]:
         f"Test mean IoU over {test['steps']} steps: {test['mean_iou']:.3f} "
         f"(static baseline {test['static_mean_iou']:.3f}) after {summary['step']} updates "
         f"in {summary['minutes']:.1f} min",
-        f"Checkpoint: {checkpoint}   full summary: {options.run_dir / 'summary.json'}",
+        f"Checkpoint: {_shown(checkpoint)}   "
+        f"full summary: {_shown(options.run_dir / 'summary.json')}",
         f"TensorBoard: tensorboard --logdir {options.log_dir}",
         f"Next: python -m hart_tf.evaluate --model={options.run_dir}   or   "
         f"python -m hart_tf.track --model={options.run_dir} --frames=<folder> "

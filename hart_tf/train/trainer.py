@@ -55,6 +55,14 @@ def _jit(options: TrainOptions) -> bool:
     return keras.backend.backend() == "jax"
 
 
+def _fit_verbosity(progress: int) -> int:
+    """Keras' progress bar on a terminal; one line per epoch when the output is a file or a
+    pipe (the bar's redraws would fill a log with control codes)."""
+    if not progress:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
 def _runtime_options(model: HART, options: TrainOptions) -> None:
     """How to run (not what to compute): the flags of this run win over a checkpoint's."""
     model.unroll = model.rnn.unroll = options.run.unroll
@@ -429,7 +437,7 @@ class _Trainer:
                             steps_per_epoch=steps,
                             initial_epoch=self.epoch,
                             epochs=last,
-                            verbose=o.run.progress,
+                            verbose=_fit_verbosity(o.run.progress),
                             shuffle=False,
                             callbacks=[logger],
                         )
