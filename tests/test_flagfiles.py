@@ -31,9 +31,7 @@ def test_there_are_flagfiles():
 
 
 @pytest.mark.parametrize("name", FLAGFILES)
-def test_flagfile_parses(name, request, options):
-    if name == "real_clips.cfg":
-        request.getfixturevalue("shared_data")  # it names ../shared/data/real_clips
+def test_flagfile_parses(name, options):
     assert options(name).run_dir.name  # every experiment names its run
 
 
