@@ -7,7 +7,7 @@ Usage (from the repo root):
 `--checkpoint` is a `.keras` file or a run folder (its best checkpoint, else its latest). The
 model is loaded without its optimizer and saved to `hart_tf/pretrained/<--name>.keras`
 (weights and config only: what tracking needs), which `hart_tf.Tracker.from_pretrained()`,
-`--model=pretrained` and `--checkpoint=pretrained` load. Refuses a file over `--max_mb`.
+`--model=pretrained` and `--init_from=pretrained` load. Refuses a file over `--max_mb`.
 Works on either backend (a GPU run's JAX checkpoint too).
 """
 
