@@ -1,6 +1,7 @@
 """The frame store (`hart_tf/data/frame_store.py`): KITTI and KTH windows cut from frames
 decoded once are byte-identical to windows decoded from the files (reversed, mirrored and
-padded ones too), and store rows + `cut_windows` give the same batches."""
+padded ones too), store rows + `cut_windows` give the same batches, and the training source
+gives the same batches with and without a store."""
 
 import re
 
@@ -8,11 +9,14 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from test_device_data import _jax
 from test_kitti import _row
 from test_kth import _box_file, _clip_row
 
 from hart_tf.data import frame_store, kitti, kth
 from hart_tf.data.errors import DataError
+from hart_tf.train import sources
+from hart_tf.train.options import TrainOptions
 
 SIZE = (24, 36)  # (H, W) the fake KITTI frames are resized to
 
@@ -141,3 +145,68 @@ def test_store_rows_bytes_and_errors(kitti_root, tmp_path):
         frame_store.FrameStore([paths[0], missing], SIZE)
     with pytest.raises(DataError, match="is 30x20 but the sequence's first frame is 31x20"):
         frame_store.FrameStore(paths[:1], SIZE, [(20, 31)])
+
+
+def _options(dataset, root, **changes):
+    return TrainOptions.from_flat(dataset=dataset, data_dir=str(root), batch_size=3, seed=4,
+                                  progress=1, **changes)
+
+
+def _first(stream, n):
+    out = []
+    for _ in range(n):
+        x, y = next(stream)
+        out.append({**x, **y})
+    stream.close()
+    return out
+
+
+@pytest.mark.parametrize("dataset, frames, size", [("kitti", 10, kitti.FRAME_SIZE),
+                                                   ("kth", 8, kth.FRAME_SIZE)])
+def test_training_batches_are_the_same_with_and_without_the_store(dataset, frames, size,
+                                                                  request, capsys):
+    root = request.getfixturevalue(f"{dataset}_root")
+    held = sources.train_source(_options(dataset, root))
+    assert held.store is not None and len(held.store) == frames
+    assert f"Holding the {frames} {dataset} training frames in memory" in capsys.readouterr().out
+    files = sources.train_source(_options(dataset, root, frame_store_mb=0))
+    assert files.store is None
+    assert capsys.readouterr().out.splitlines() == [
+        f"The {dataset} training frames (0.0 GiB) exceed frame_store_mb=0 MiB: each window is "
+        "decoded from its files"]
+    for a, b in zip(_first(held.batches(4, start=2), 3), _first(files.batches(4, start=2), 3),
+                    strict=True):
+        assert a["frames"].shape == (3, 4, *size, 3)
+        _assert_same(a, b)
+    for a, b in zip(_first(held.score_batches(4, 7), 2), _first(files.score_batches(4, 7), 2),
+                    strict=True):
+        _assert_same(a, b)
+
+
+_DEVICE = """
+    import json
+    import numpy as np
+    from hart_tf.train import sources
+    from hart_tf.train.options import TrainOptions
+
+    def first(render_on):
+        options = TrainOptions.from_flat(dataset="kitti", data_dir={root!r}, batch_size=3,
+                                         seed=4, render_on=render_on, progress=0)
+        source = sources.train_source(options)
+        stream = source.batches(4, start=1)
+        return source, [next(stream) for _ in range(3)]
+
+    device, on_device = first("device")
+    _, on_host = first("host")
+    same = all(np.array_equal(np.asarray(a), np.asarray(b))
+               for (xa, ya), (xb, yb) in zip(on_device, on_host)
+               for a, b in zip([*xa.values(), *ya.values()], [*xb.values(), *yb.values()]))
+    print(json.dumps({{"same": same, "frames_held": type(device._frames).__module__,
+                      "batch_frames": type(on_device[0][0]["frames"]).__module__}}))
+"""
+
+
+def test_windows_cut_on_the_device_under_jax_equal_the_host_batches(kitti_root):
+    r = _jax(_DEVICE.format(root=str(kitti_root)))
+    assert r["same"]
+    assert r["frames_held"].startswith("jax") and r["batch_frames"].startswith("jax")
