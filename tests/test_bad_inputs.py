@@ -360,7 +360,8 @@ def test_kitti_frame_sizes_differ_in_a_sequence(run_cli, out, kitti_root):
 
 
 def test_kitti_corrupt_training_frames(run_cli, out, kitti_root):
-    """Met by the first training batch, after the model is built."""
+    """Met when the training frames are decoded into the frame store, before the model is
+    built."""
     frames = kitti_root / "training" / "image_02" / "0000"
     for f in range(1, 8):  # every training window holds one of these
         png = frames / f"{f:06d}.png"

@@ -38,9 +38,9 @@ def test_auto_renders_on_the_host_on_a_cpu_and_for_files():
 
 
 def test_device_rendering_is_refused_where_it_cannot_run():
-    with pytest.raises(ValueError, match="--render_on=device renders synthetic data; "
-                                         "--dataset=kitti is read from files"):
-        sources.render_on(TrainOptions.from_flat(dataset="kitti", render_on="device"))
+    with pytest.raises(ValueError, match="--render_on=device makes synthetic, KITTI or KTH "
+                                         "batches, not --dataset=clips"):
+        sources.render_on(TrainOptions.from_flat(dataset="clips", render_on="device"))
     with pytest.raises(ValueError, match="--distribute=none"):
         sources.render_on(TrainOptions.from_flat(render_on="device",
                                                  distribute="data_parallel"))

@@ -47,7 +47,8 @@ def summary(r: dict[str, Any]) -> str:
                 f"flight) {r['track_object_frames_per_s']:,.0f} object-frames/s")
     if b == "windows":
         how = "decoded per window" if r["lazy"] else "held decoded"
-        return (f"windows {r['case']} ({r['clips']} clips, {r['frames']} frames, {how}; load "
+        what = f"{r['sequences']} sequences" if "sequences" in r else f"{r['clips']} clips"
+        return (f"windows {r['case']} ({what}, {r['frames']} frames, {how}; load "
                 f"{r['load_s']:.1f} s): {r['windows_per_s']:.2f} windows/s of T={r['T']} with "
                 f"{r.get('threads', 1)} thread(s) ({r['ms_per_window']:.0f} ms of wall time each)")
     if b == "opencv":

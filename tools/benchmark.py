@@ -26,7 +26,11 @@ Measures, after warm-up (compilation) and as medians of repeated timings:
             --clips_dir held decoded or decoded per window; hd_lazy / hd_lazy_nodraft a
             generated clip of 1920x1080 JPEG frames decoded per window with and without the
             DCT reduction (Image.draft); hd_shrunk that clip after tools/shrink_clips.py
-            --max_side=480.
+            --max_side=480. kitti_files / kitti_store: KITTI training windows at 187x621
+            decoded from the PNG files or cut from the frame store (`hart_tf.data.frame_store`,
+            decoded once at load), over a root built from the sequence folders of
+            --kitti_frames_dir, each repeated by symbolic links to --kitti_frames frames.
+            Medians of --repeats passes of --windows_count windows.
 Peak device memory is read where the backend reports it (JAX `memory_stats`, TF GPU memory
 info). Each record is printed as one JSON line (and appended to --out); `--markdown` appends
 one table row per record to --markdown_file with the command, machine, backend, library
@@ -89,6 +93,10 @@ flags.DEFINE_integer("windows_T", 30, "Frames per timed training window.")
 flags.DEFINE_integer("windows_count", 20, "Windows timed per case (after one untimed).")
 flags.DEFINE_integer("windows_threads", 1, "Threads cutting the timed windows at once (as "
                      "--data_workers does in training).")
+flags.DEFINE_string("kitti_frames_dir", None, "--windows=kitti_*: a folder of KITTI sequence "
+                    "folders of PNG frames (e.g. training/image_02 of a KITTI root).")
+flags.DEFINE_integer("kitti_frames", 200, "--windows=kitti_*: frames per sequence, its PNGs "
+                     "repeated by symbolic links.")
 
 FLAGS = flags.FLAGS
 
@@ -115,8 +123,14 @@ def check_flags() -> None:
                              f"{', '.join(WINDOW_CASES)}")
         if case.startswith("clips") and not FLAGS.clips_dir:
             raise ValueError(f"--windows={case} needs --clips_dir")
-    if FLAGS.windows_T < 2 or FLAGS.windows_count < 1 or FLAGS.windows_threads < 1:
-        raise ValueError("--windows_T must be >= 2, --windows_count and --windows_threads >= 1")
+        if case.startswith("kitti") and not (FLAGS.kitti_frames_dir
+                                             and Path(FLAGS.kitti_frames_dir).is_dir()):
+            raise ValueError(f"--windows={case} needs --kitti_frames_dir, a folder of sequence "
+                             f"folders (got {FLAGS.kitti_frames_dir})")
+    if (FLAGS.windows_T < 2 or FLAGS.windows_count < 1 or FLAGS.windows_threads < 1
+            or FLAGS.kitti_frames < 2):
+        raise ValueError("--windows_T and --kitti_frames must be >= 2, --windows_count and "
+                         "--windows_threads >= 1")
 
 
 def main(argv):

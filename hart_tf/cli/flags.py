@@ -49,8 +49,10 @@ flags.DEFINE_list("val_clips", _list(D["val_clips"]), "Training: clips of --trai
 flags.DEFINE_integer("data_workers", D["data_workers"], "Training: threads rendering batches "
                      "ahead of the model (batches do not depend on it).")
 flags.DEFINE_enum("render_on", D["render_on"], ["auto", "host", "device"], "Training: where "
-                  "synthetic batches are rendered: host (NumPy threads), device (compiled on "
-                  "the accelerator, JAX) or auto (device on a JAX GPU/TPU, else host).")
+                  "batches are made: host (NumPy threads; KITTI/KTH windows cut from frames "
+                  "held in host memory), device (JAX: synthetic batches compiled on the "
+                  "accelerator; KITTI/KTH frames held there) or auto (device for synthetic "
+                  "data on a JAX GPU/TPU, else host).")
 flags.DEFINE_integer("eval_sequences", D["eval_sequences"], "Validation and test sequences.")
 flags.DEFINE_integer("eval_steps", D["eval_steps"], "Frames scored per test sequence "
                      "(default: 60 for KITTI as the paper, else 30).")

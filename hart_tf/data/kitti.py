@@ -52,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from hart_tf.data.errors import DataError
+from hart_tf.data.frame_store import FrameStore, padded_rows
 from hart_tf.data.images import (
     image_size,
     read_images,
@@ -59,35 +60,12 @@ from hart_tf.data.images import (
 from hart_tf.data.pipeline import batch_sequences, padded_window
 
 CLASSES = (
-    "Car",
-    "Van",
-    "Truck",
-    "Pedestrian",
-    "Person",
-    "Person_sitting",
-    "Cyclist",
-    "Tram",
-    "Misc",
-    "DontCare",
+    "Car", "Van", "Truck", "Pedestrian", "Person", "Person_sitting", "Cyclist", "Tram",
+    "Misc", "DontCare"
 )  # tracking labels say Person; detection labels Person_sitting
 FIELDS = (
-    "frame",
-    "track_id",
-    "type",
-    "truncated",
-    "occluded",
-    "alpha",
-    "left",
-    "top",
-    "right",
-    "bottom",
-    "height",
-    "width",
-    "length",
-    "x",
-    "y",
-    "z",
-    "rotation_y",
+    "frame", "track_id", "type", "truncated", "occluded", "alpha", "left", "top", "right",
+    "bottom", "height", "width", "length", "x", "y", "z", "rotation_y"
 )
 FRAME_SIZE = (187, 621)
 SPLITS = ("train", "test")
@@ -399,13 +377,8 @@ def make_windows(
     return windows
 
 
-def load_sample(
-    window: Window,
-    seq_len: int,
-    frame_size: tuple[int, int] = FRAME_SIZE,
-    pool: ThreadPoolExecutor | None = None,
-) -> dict[str, np.ndarray]:
-    """Decodes one window into the per-sequence dict of hart_tf.data, padded to `seq_len`."""
+def _window_frames(window: Window) -> tuple[list[str], np.ndarray]:
+    """The window's frame files, in the order it plays them, and its native-pixel boxes."""
     seq, track = window.seq, window.track
     if seq.frame_dir is None:
         raise DataError(f"sequence {seq.name}: loaded without images; give img_dir or data_dir")
@@ -414,11 +387,55 @@ def load_sample(
     boxes = track.boxes[first : first + window.length].copy()  # (L, 4)
     if window.reverse:
         frames, boxes = frames[::-1], boxes[::-1]
-    paths = [os.path.join(seq.frame_dir, f"{f:06d}.png") for f in frames]
-    images = read_images(paths, frame_size, seq.stored_size, pool)  # (L, H, W, 3)
-    height, width = seq.native_size
-    boxes *= np.array([frame_size[0] / height, frame_size[1] / width] * 2, np.float32)
-    return padded_window(images, boxes, seq_len, mirror=window.mirror)
+    return [os.path.join(seq.frame_dir, f"{f:06d}.png") for f in frames], boxes
+
+
+def _scaled(window: Window, boxes: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    height, width = window.seq.native_size
+    return boxes * np.array([frame_size[0] / height, frame_size[1] / width] * 2, np.float32)
+
+
+def load_sample(
+    window: Window,
+    seq_len: int,
+    frame_size: tuple[int, int] = FRAME_SIZE,
+    pool: ThreadPoolExecutor | None = None,
+    store: FrameStore | None = None,
+) -> dict[str, np.ndarray]:
+    """Decodes one window into the per-sequence dict of hart_tf.data, padded to `seq_len`
+    (from `store`'s decoded frames when given: the same bytes)."""
+    paths, boxes = _window_frames(window)
+    if store is not None:
+        images = store.take(paths)
+    else:
+        images = read_images(paths, frame_size, window.seq.stored_size, pool)  # (L, H, W, 3)
+    return padded_window(images, _scaled(window, boxes, frame_size), seq_len,
+                         mirror=window.mirror)
+
+
+def sample_rows(window: Window, seq_len: int, store: FrameStore) -> dict[str, np.ndarray]:
+    """One window as `store` rows (`frame_store.padded_rows`): `cut_windows` on the store's
+    frames turns a batch of them into what `load_sample` gives."""
+    paths, boxes = _window_frames(window)
+    return padded_rows(store.rows(paths), _scaled(window, boxes, store.size), seq_len,
+                       store.size[1], mirror=window.mirror)
+
+
+def split_frames(
+    sequences: Sequence[KittiSequence], split: str, train_fraction: float = 0.8
+) -> tuple[list[str], list[tuple[int, int]]]:
+    """Every frame file of a split (the frames its windows play) and, for each, the size its
+    file must have: what a `FrameStore` of the split holds."""
+    paths, sizes = [], []
+    for seq in sequences:
+        if seq.frame_dir is None:
+            raise DataError(f"sequence {seq.name}: loaded without images; give data_dir")
+        for segment in seq.segments:
+            part = split_segment(*segment, train_fraction)[split]
+            if part:
+                paths += [os.path.join(seq.frame_dir, f"{f:06d}.png") for f in range(*part)]
+                sizes += [seq.stored_size] * (part[1] - part[0])
+    return paths, sizes
 
 
 def kitti_samples(
@@ -433,11 +450,19 @@ def kitti_samples(
     num_epochs: int | None = 1,
     num_threads: int = 4,
     frame_size: tuple[int, int] = FRAME_SIZE,
+    store: FrameStore | None = None,
+    rows: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Per-sample dicts of a split, reshuffled every epoch; `num_epochs=None` repeats forever.
 
     `augment` defaults to True for "train" (the original's reverse + mirror) and False else.
+    With `store`, frames come from its memory instead of the files; with `rows` too, each
+    sample holds store rows instead of pixels (`sample_rows`).
     """
+    if rows and store is None:
+        raise ValueError("kitti_samples: rows=True needs a store")
+    if store is not None and store.size != tuple(frame_size):
+        raise ValueError(f"kitti_samples: the store holds {store.size} frames, not {frame_size}")
     augment = split == "train" if augment is None else augment
     windows = make_windows(sequences, split, seq_len, train_fraction, augment)
     if not windows:
@@ -451,7 +476,10 @@ def kitti_samples(
         while num_epochs is None or epoch < num_epochs:
             order = rng.permutation(len(windows)) if shuffle else range(len(windows))
             for i in order:
-                yield load_sample(windows[i], seq_len, frame_size, pool)
+                if rows:
+                    yield sample_rows(windows[i], seq_len, store)
+                else:
+                    yield load_sample(windows[i], seq_len, frame_size, pool, store)
             epoch += 1
 
 

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from hart_tf.data.errors import DataError
+from hart_tf.data.frame_store import FrameStore, padded_rows
 from hart_tf.data.images import print_progress, read_images, write_png_atomic
 from hart_tf.data.kitti import batch_samples, window_starts
 from hart_tf.data.pipeline import padded_window
@@ -198,18 +199,47 @@ def kth_windows(clips: Sequence[KthClip], seq_len: int, augment: bool = False) -
     return windows
 
 
-def load_kth_sample(
-    window: KthWindow, frame_dir: str, seq_len: int, pool: ThreadPoolExecutor | None = None
-) -> dict[str, np.ndarray]:
-    """Decodes one window into the per-sequence dict of hart_tf.data, padded to `seq_len`."""
+def _window_frames(window: KthWindow, frame_dir: str) -> tuple[list[str], np.ndarray]:
+    """The window's frame files, in the order it plays them, and its boxes."""
     clip = window.clip
     offsets = np.arange(window.offset, window.offset + window.length)
     if window.reverse:
         offsets = offsets[::-1]
     paths = [os.path.join(frame_dir, clip.video, f"{clip.start + o:06d}.png") for o in offsets]
-    images = read_images(paths, FRAME_SIZE, FRAME_SIZE, pool)  # (L, 120, 160, 3)
-    boxes = clip.boxes[offsets]  # (L, 4)
+    return paths, clip.boxes[offsets]  # (L,), (L, 4)
+
+
+def load_kth_sample(
+    window: KthWindow, frame_dir: str, seq_len: int, pool: ThreadPoolExecutor | None = None,
+    store: FrameStore | None = None,
+) -> dict[str, np.ndarray]:
+    """Decodes one window into the per-sequence dict of hart_tf.data, padded to `seq_len`
+    (from `store`'s decoded frames when given: the same bytes)."""
+    paths, boxes = _window_frames(window, frame_dir)
+    if store is not None:
+        images = store.take(paths)
+    else:
+        images = read_images(paths, FRAME_SIZE, FRAME_SIZE, pool)  # (L, 120, 160, 3)
     return padded_window(images, boxes, seq_len, mirror=window.mirror)
+
+
+def sample_rows(
+    window: KthWindow, frame_dir: str, seq_len: int, store: FrameStore
+) -> dict[str, np.ndarray]:
+    """One window as `store` rows (`frame_store.padded_rows`): `cut_windows` on the store's
+    frames turns a batch of them into what `load_kth_sample` gives."""
+    paths, boxes = _window_frames(window, frame_dir)
+    return padded_rows(store.rows(paths), boxes, seq_len, FRAME_SIZE[1], mirror=window.mirror)
+
+
+def clip_frames(
+    clips: Sequence[KthClip], frame_dir: str
+) -> tuple[list[str], list[tuple[int, int]]]:
+    """Every frame file of `clips` and the size each must have (FRAME_SIZE): what a
+    `FrameStore` of them holds."""
+    paths = [os.path.join(frame_dir, c.video, f"{c.start + o:06d}.png")
+             for c in clips for o in range(len(c.boxes))]
+    return paths, [FRAME_SIZE] * len(paths)
 
 
 def kth_samples(
@@ -222,8 +252,14 @@ def kth_samples(
     seed: int = 0,
     num_epochs: int | None = 1,
     num_threads: int = 4,
+    store: FrameStore | None = None,
+    rows: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Per-sample dicts, reshuffled every epoch; `num_epochs=None` repeats forever."""
+    """Per-sample dicts, reshuffled every epoch; `num_epochs=None` repeats forever. With
+    `store`, frames come from its memory; with `rows` too, samples hold store rows
+    (`sample_rows`) instead of pixels."""
+    if rows and store is None:
+        raise ValueError("kth_samples: rows=True needs a store")
     check_frames(clips, frame_dir)
     windows = kth_windows(clips, seq_len, augment)
     if not windows:
@@ -234,7 +270,10 @@ def kth_samples(
         while num_epochs is None or epoch < num_epochs:
             order = rng.permutation(len(windows)) if shuffle else range(len(windows))
             for i in order:
-                yield load_kth_sample(windows[i], frame_dir, seq_len, pool)
+                if rows:
+                    yield sample_rows(windows[i], frame_dir, seq_len, store)
+                else:
+                    yield load_kth_sample(windows[i], frame_dir, seq_len, pool, store)
             epoch += 1
 
 

@@ -44,11 +44,16 @@ class DataOptions:
             instead of training; with real clips in training they replace the synthetic
             validation set.
         data_workers: threads rendering batches ahead of the model (host rendering).
-        render_on: where synthetic training batches are rendered: "host" (the NumPy
-            renderer in `data_workers` threads), "device" (`hart_tf.data.synthetic_device`,
-            compiled on the accelerator: JAX only) or "auto" (device under JAX on a GPU or
-            TPU with one device, else host). Validation and test sets always come from the
-            NumPy renderer.
+        render_on: where training batches are made: "host" (synthetic: the NumPy renderer
+            in `data_workers` threads; KITTI, KTH: windows cut from the frame store in host
+            memory), "device" (JAX only, one device: synthetic batches compiled on the
+            accelerator by `hart_tf.data.synthetic_device`; KITTI, KTH: the frame store
+            copied to the accelerator once and each batch's windows gathered there) or
+            "auto" (device for synthetic data under JAX on a GPU or TPU with one device,
+            else host). Validation and test sets are always made on the host.
+        frame_store_mb: KITTI, KTH: the training split's frames are decoded once and held
+            in memory (`hart_tf.data.frame_store`) when they fit in this many MiB, else
+            each window is decoded from its files (0: always).
         eval_sequences: sequences in the validation and test sets.
         eval_steps: frames scored per test sequence (None: 60 for KITTI, else 30).
     """
@@ -68,6 +73,7 @@ class DataOptions:
     val_clips: tuple[str, ...] = ()
     data_workers: int = 2
     render_on: str = "auto"
+    frame_store_mb: float = 8192.0
     eval_sequences: int = 32
     eval_steps: int | None = None
 

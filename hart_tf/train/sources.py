@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import os
+import time
 from collections.abc import Iterator
 
 import keras
 import numpy as np
 
-from hart_tf.data import clip_windows, clips, kitti, kth, synthetic, synthetic_device
+from hart_tf.data import (
+    clip_windows,
+    clips,
+    frame_store,
+    kitti,
+    kth,
+    synthetic,
+    synthetic_device,
+)
 from hart_tf.eval.sequences import predict
 from hart_tf.eval.sets import (
     all_clips,
@@ -77,11 +87,33 @@ def _train_clips(options) -> clip_windows.ClipWindows | None:
     return windows
 
 
+def _frame_store(options, paths: list[str], sizes: list, size: tuple[int, int]
+                 ) -> frame_store.FrameStore | None:
+    """The training split's frames decoded once into host memory, or None (each window is
+    then decoded from its files) where they would exceed `frame_store_mb`."""
+    o = options.data
+    need = frame_store.store_bytes(len(set(paths)), size)
+    if need > o.frame_store_mb * 2**20:
+        print(f"The {o.dataset} training frames ({need / 2**30:.1f} GiB) exceed "
+              f"frame_store_mb={o.frame_store_mb:g} MiB: each window is decoded from its files")
+        return None
+    start = time.perf_counter()
+    # PIL releases the GIL while decoding: a thread per core.
+    store = frame_store.FrameStore(paths, size, sizes, threads=os.cpu_count() or 1)
+    if options.run.progress:
+        print(f"Holding the {len(store)} {o.dataset} training frames in memory "
+              f"({store.nbytes / 2**30:.2f} GiB, decoded in {time.perf_counter() - start:.1f} s)")
+    return store
+
+
 def render_on(options) -> str:
-    """Where the synthetic training batches are rendered: "host" (the NumPy renderer in
-    `data_workers` threads) or "device" (`synthetic_device`, compiled with JAX on the
-    accelerator, so the batch never crosses the host bus). "auto" picks the device under JAX
-    on a GPU or TPU without data parallelism; the NumPy renderer is faster on a CPU.
+    """Where the training batches are made: "host" (synthetic: the NumPy renderer in
+    `data_workers` threads; KITTI, KTH: windows cut from the frame store in host memory) or
+    "device" (JAX: synthetic batches compiled by `synthetic_device` on the accelerator, so
+    they never cross the host bus; KITTI, KTH: the frame store is copied there once and only
+    each batch's rows and boxes cross). "auto" picks the device for synthetic data under JAX
+    on a GPU or TPU without data parallelism (the NumPy renderer is faster on a CPU) and the
+    host for files.
 
     Raises:
         ValueError: "device" asked for where it cannot run (one line naming the flag).
@@ -93,9 +125,9 @@ def render_on(options) -> str:
     if want == "host" or (want == "auto" and o.data.dataset != "synthetic"):
         return "host"
     if want == "device":
-        if o.data.dataset != "synthetic":
-            raise ValueError("--render_on=device renders synthetic data; "
-                             f"--dataset={o.data.dataset} is read from files")
+        if o.data.dataset not in ("synthetic", "kitti", "kth"):
+            raise ValueError("--render_on=device makes synthetic, KITTI or KTH batches, "
+                             f"not --dataset={o.data.dataset}")
         if o.run.distribute != "none":
             raise ValueError("--render_on=device renders on one device: use it with "
                              "--distribute=none")
@@ -135,11 +167,37 @@ class TrainSource:
         self._kitti = kitti_sequences(options) if options.data.dataset == "kitti" else None
         self._kth = kth_clips(options, "train") if options.data.dataset == "kth" else None
         self.render_on = render_on(options)
-        if self.render_on == "device" and options.run.progress:
+        self.store, self._frames = self._hold_frames()
+        synthetic_on_device = self.render_on == "device" and options.data.dataset == "synthetic"
+        if synthetic_on_device and options.run.progress:
             print("Synthetic training batches are rendered on the device "
                   f"({keras.backend.backend()}, {_device_name()})")
         self._compiled: dict = {}  # (length, batch) -> the jitted device renderer
         self._bank = None  # the device renderer's background bank, on the device
+
+    def _hold_frames(self):
+        """(the KITTI or KTH training split's frame store, or None where there is none; its
+        frames on the device with --render_on=device, else None)."""
+        o = self.options
+        if self._kitti is not None:
+            store = _frame_store(o, *kitti.split_frames(self._kitti, "train"), kitti.FRAME_SIZE)
+        elif self._kth is not None:
+            kth.check_frames(self._kth, o.data.data_dir)  # names a missing frame's clip
+            store = _frame_store(o, *kth.clip_frames(self._kth, o.data.data_dir), kth.FRAME_SIZE)
+        else:
+            return None, None
+        if self.render_on != "device":
+            return store, None
+        if o.run.progress:
+            where = "on the device" if store is not None else "on the host, from the files"
+            print(f"The {o.data.dataset} training windows are cut {where} "
+                  f"({keras.backend.backend()}, {_device_name()})")
+        if store is None:
+            return None, None
+        import jax
+
+        # Copied once; the host copy stays for `score_batches`.
+        return store, jax.device_put(store.frames)  # (N, H, W, 3) uint8
 
     def _real(self, index: int, length: int) -> dict[str, np.ndarray]:
         """The real-clip windows of training batch `index`: a pure function of (seed,
@@ -222,16 +280,29 @@ class TrainSource:
                         pending[j] = pool.submit(self._batch, j, length, cfg)
                 yield to_xy(pending.pop(i).result())
 
-    def _loader(self, length: int) -> Iterator[tuple[dict, dict]]:
+    def _windows(self, length: int, seed: int, rows: bool = False):
+        """Endless batches of the augmented training windows, shuffled by `seed`: pixels
+        (from the frame store when there is one, else from the files) or, with `rows`, the
+        store's rows for `cut_windows`."""
         o = self.options
-        epoch = self.index  # reseeds the shuffle each time a new stream starts
+        kwargs = {"seed": seed, "num_epochs": None, "store": self.store, "rows": rows}
         if self._kitti is not None:
-            it = kitti.kitti_batches(self._kitti, "train", length, o.optimizer.batch_size,
-                                     seed=o.run.seed + epoch, num_epochs=None)
-        else:
-            it = kth.kth_batches(self._kth, o.data.data_dir, length, o.optimizer.batch_size,
-                                 augment=True, seed=o.run.seed + epoch, num_epochs=None)
-        for batch in it:
+            return kitti.kitti_batches(self._kitti, "train", length, o.optimizer.batch_size,
+                                       **kwargs)
+        return kth.kth_batches(self._kth, o.data.data_dir, length, o.optimizer.batch_size,
+                               augment=True, **kwargs)
+
+    def _loader(self, length: int) -> Iterator[tuple[dict, dict]]:
+        seed = self.options.run.seed + self.index  # reseeded each time a new stream starts
+        on_device = self._frames is not None
+        if on_device:
+            import jax
+
+            cut = jax.jit(frame_store.cut_windows)
+        for batch in self._windows(length, seed, rows=on_device):
+            if on_device:  # only rows and boxes crossed the host bus: gather the pixels there
+                batch["frames"] = cut(self._frames, batch["rows"], batch["mirror"],
+                                      batch["presence"])  # (B, T, H, W, 3)
             yield to_xy(batch)
 
     def epoch_steps(self, length: int) -> int:
@@ -258,12 +329,8 @@ class TrainSource:
         batch_size = o.optimizer.batch_size
         # Their own stream, apart from the training batches and from every other check's.
         seed = int(np.random.SeedSequence([_SCORE_STREAM, o.run.seed, step]).generate_state(1)[0])
-        if self._kitti is not None:
-            it = kitti.kitti_batches(self._kitti, "train", length, batch_size, seed=seed,
-                                     num_epochs=None)
-        elif self._kth is not None:
-            it = kth.kth_batches(self._kth, o.data.data_dir, length, batch_size, augment=True,
-                                 seed=seed, num_epochs=None)
+        if self._kitti is not None or self._kth is not None:
+            it = self._windows(length, seed)
         else:  # synthetic (without the real clips of --train_clips)
             cfg = synthetic_config(o)
             it = (synthetic.train_batch(i, batch_size, length, seed, cfg)
