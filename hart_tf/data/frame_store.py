@@ -21,6 +21,7 @@ import numpy as np
 
 from hart_tf.data.errors import DataError
 from hart_tf.data.images import read_image
+from hart_tf.data.pipeline import padded_boxes
 
 
 class FrameStore:
@@ -85,20 +86,10 @@ def padded_rows(
     (seq_len,) (padded steps point at row 0 and are blanked by `cut_windows`), boxes float32
     (seq_len, 4) in pixels of the stored frame (mirrored in x with `mirror`), presence
     float32 (seq_len,) and mirror bool."""
-    length = len(rows)
-    boxes = np.array(boxes, np.float32)  # a copy: mirroring must not touch the caller's
-    if mirror:
-        boxes[:, 1] = width - boxes[:, 1] - boxes[:, 3]
-    out = {
-        "rows": np.zeros((seq_len,), np.int32),
-        "boxes": np.zeros((seq_len, 4), np.float32),
-        "presence": np.zeros((seq_len,), np.float32),
-        "mirror": np.array(bool(mirror)),
-    }
-    out["rows"][:length] = rows
-    out["boxes"][:length] = boxes
-    out["presence"][:length] = 1.0
-    return out
+    padded = np.zeros((seq_len,), np.int32)
+    padded[: len(rows)] = rows
+    boxes, presence = padded_boxes(boxes, seq_len, width, mirror)
+    return {"rows": padded, "boxes": boxes, "presence": presence, "mirror": np.array(bool(mirror))}
 
 
 def cut_windows(frames, rows, mirror, presence):

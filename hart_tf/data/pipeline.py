@@ -22,6 +22,22 @@ DTYPES = {"frames": np.uint8, "boxes": np.float32, "presence": np.float32}
 BatchFn = Callable[[int], Mapping[str, np.ndarray]]
 
 
+def padded_boxes(
+    boxes: np.ndarray, seq_len: int, width: int, mirror: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """A window's L <= seq_len boxes (L, 4) (y, x, h, w) in pixels of frames `width` wide,
+    mirrored left to right with `mirror`, as float32 (seq_len, 4) zero-padded, and the
+    presence float32 (seq_len,), 0 on padded steps. The caller's boxes are not touched."""
+    length = len(boxes)
+    padded = np.zeros((seq_len, 4), np.float32)
+    padded[:length] = boxes
+    if mirror:
+        padded[:length, 1] = width - padded[:length, 1] - padded[:length, 3]
+    presence = np.zeros((seq_len,), np.float32)
+    presence[:length] = 1.0
+    return padded, presence
+
+
 def padded_window(
     images: np.ndarray, boxes: np.ndarray, seq_len: int, mirror: bool = False
 ) -> dict[str, np.ndarray]:
@@ -31,19 +47,10 @@ def padded_window(
     `mirror` flips the window left to right, boxes with it. Padded steps have presence 0.
     """
     length, height, width = images.shape[:3]
-    boxes = np.array(boxes, np.float32)  # a copy: mirroring must not touch the caller's
-    if mirror:
-        images = images[:, :, ::-1]
-        boxes[:, 1] = width - boxes[:, 1] - boxes[:, 3]
-    out = {
-        "frames": np.zeros((seq_len, height, width, 3), np.uint8),  # (T, H, W, 3)
-        "boxes": np.zeros((seq_len, 4), np.float32),
-        "presence": np.zeros((seq_len,), np.float32),
-    }
-    out["frames"][:length] = images
-    out["boxes"][:length] = boxes
-    out["presence"][:length] = 1.0
-    return out
+    frames = np.zeros((seq_len, height, width, 3), np.uint8)  # (T, H, W, 3)
+    frames[:length] = images[:, :, ::-1] if mirror else images
+    boxes, presence = padded_boxes(boxes, seq_len, width, mirror)
+    return {"frames": frames, "boxes": boxes, "presence": presence}
 
 
 def stack_sequences(sequences: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
