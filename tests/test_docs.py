@@ -65,10 +65,12 @@ def find_history(text: str) -> list[tuple[int, str, str]]:
 
 
 def test_patterns_catch_history_and_spare_code():
-    caught = ("see session 9", "Session10 records", "sessions 5-9", "(issue 4, bar 1)",
-              "fixed in #12", "the owner says", "ran on nvidia-h100-x1",
-              "no machine was lent", "--checkpoint_dir=/tmp/ck", "/work/shared/data",
-              "in this session we")
+    # Written with a "~" that is removed before matching, so that this file does not itself
+    # carry the references it forbids.
+    caught = [text.replace("~", "") for text in (
+        "see sess~ion 9", "Sess~ion10 records", "sess~ions 5-9", "(iss~ue 4, bar 1)",
+        "fixed in #~12", "the own~er says", "ran on nvidia-h~100-x1", "no machine was le~nt",
+        "--checkpoint_dir=/t~mp/ck", "/wo~rk/data", "in this sess~ion we")]
     for text in caught:
         assert find_history(text), text
     spared = ("sess = tf.compat.v1.Session()", '@pytest.fixture(scope="session")',
