@@ -17,6 +17,11 @@ from hart_tf.utils.files import write_atomic
 RESAMPLE = Image.Resampling.BILINEAR
 
 
+def frame_file(index: int) -> str:
+    """The file name of frame `index` in a KITTI or KTH frame folder: `000042.png`."""
+    return f"{int(index):06d}.png"
+
+
 def image_size(path: str) -> tuple[int, int]:
     """(height, width) of an image, read from its header only (no pixel decoding)."""
     try:

@@ -53,10 +53,7 @@ import numpy as np
 
 from hart_tf.data.errors import DataError
 from hart_tf.data.frame_store import FrameStore, padded_rows
-from hart_tf.data.images import (
-    image_size,
-    read_images,
-)
+from hart_tf.data.images import frame_file, image_size, read_images
 from hart_tf.data.pipeline import batch_sequences, padded_window
 
 CLASSES = (
@@ -304,10 +301,10 @@ def load_kitti(
             have = set(files)
             for t in tracks:
                 for frame in range(t.start, t.stop):
-                    if f"{frame:06d}.png" not in have:
+                    if frame_file(frame) not in have:
                         raise DataError(
                             f"{label_path}: frame {frame} (track {t.track_id}) has "
-                            f"no image {frame_dir}/{frame:06d}.png"
+                            f"no image {frame_dir}/{frame_file(frame)}"
                         )
         sequences.append(
             KittiSequence(name, tuple(tracks), segments, removed, frame_dir, native, stored)
@@ -387,7 +384,7 @@ def _window_frames(window: Window) -> tuple[list[str], np.ndarray]:
     boxes = track.boxes[first : first + window.length].copy()  # (L, 4)
     if window.reverse:
         frames, boxes = frames[::-1], boxes[::-1]
-    return [os.path.join(seq.frame_dir, f"{f:06d}.png") for f in frames], boxes
+    return [os.path.join(seq.frame_dir, frame_file(f)) for f in frames], boxes
 
 
 def _scaled(window: Window, boxes: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
@@ -433,7 +430,7 @@ def split_frames(
         for segment in seq.segments:
             part = split_segment(*segment, train_fraction)[split]
             if part:
-                paths += [os.path.join(seq.frame_dir, f"{f:06d}.png") for f in range(*part)]
+                paths += [os.path.join(seq.frame_dir, frame_file(f)) for f in range(*part)]
                 sizes += [seq.stored_size] * (part[1] - part[0])
     return paths, sizes
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from hart_tf.data.errors import DataError
 from hart_tf.data.frame_store import FrameStore, padded_rows
-from hart_tf.data.images import print_progress, read_images, write_png_atomic
+from hart_tf.data.images import frame_file, print_progress, read_images, write_png_atomic
 from hart_tf.data.kitti import batch_samples, window_starts
 from hart_tf.data.pipeline import padded_window
 
@@ -175,9 +175,9 @@ def check_frames(clips: Sequence[KthClip], frame_dir: str) -> None:
                 raise DataError(f"{folder}: no frame folder for the clip at {clip.source}")
             listed[clip.video] = set(os.listdir(folder))
         for frame in range(clip.start, clip.start + len(clip.boxes)):
-            if f"{frame:06d}.png" not in listed[clip.video]:
+            if frame_file(frame) not in listed[clip.video]:
                 raise DataError(
-                    f"{folder}/{frame:06d}.png: missing, needed by the clip at {clip.source}"
+                    f"{folder}/{frame_file(frame)}: missing, needed by the clip at {clip.source}"
                 )
 
 
@@ -205,7 +205,7 @@ def _window_frames(window: KthWindow, frame_dir: str) -> tuple[list[str], np.nda
     offsets = np.arange(window.offset, window.offset + window.length)
     if window.reverse:
         offsets = offsets[::-1]
-    paths = [os.path.join(frame_dir, clip.video, f"{clip.start + o:06d}.png") for o in offsets]
+    paths = [os.path.join(frame_dir, clip.video, frame_file(clip.start + o)) for o in offsets]
     return paths, clip.boxes[offsets]  # (L,), (L, 4)
 
 
@@ -237,7 +237,7 @@ def clip_frames(
 ) -> tuple[list[str], list[tuple[int, int]]]:
     """Every frame file of `clips` and the size each must have (FRAME_SIZE): what a
     `FrameStore` of them holds."""
-    paths = [os.path.join(frame_dir, c.video, f"{c.start + o:06d}.png")
+    paths = [os.path.join(frame_dir, c.video, frame_file(c.start + o))
              for c in clips for o in range(len(c.boxes))]
     return paths, [FRAME_SIZE] * len(paths)
 
@@ -330,7 +330,7 @@ def _extract_one(job: tuple[str, str, Callable[[str], Iterable[np.ndarray]]]) ->
                     f"{path}: frame {i} is {frame.shape[1]}x{frame.shape[0]}, "
                     f"expected {FRAME_SIZE[1]}x{FRAME_SIZE[0]}"
                 )
-            write_png_atomic(frame[..., :3], os.path.join(tmp, f"{i:06d}.png"))
+            write_png_atomic(frame[..., :3], os.path.join(tmp, frame_file(i)))
     except (OSError, RuntimeError, ValueError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, DataError):
