@@ -123,3 +123,23 @@ def test_without_resume_every_trial_starts_from_scratch(tmp_path):
         "--run_name=a", f"--checkpoint_dir={tmp_path / 'checkpoints'}",
         f"--logdir={tmp_path / 'tb' / 'a'}"]
     assert sweep.command("a", [], [], tmp_path, resume=True)[-1] == "--resume=true"
+
+
+def test_plot_budget_draws_every_trial_and_counts_sequences(tmp_path, monkeypatch):
+    import plot_budget
+
+    for name, steps in (("hart_s0", (50, 100)), ("spatial_s0", (50, 100, 150))):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        history = [{"step": s, "val_iou_final_length": s / 1000} for s in steps]
+        (run / "summary.json").write_text(json.dumps(
+            {"step": steps[-1], "length": 20, "history": history, "test": {"mean_iou": 0.4}}))
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["plot_budget.py", f"--runs={tmp_path / 'runs'}",
+                                      "--batch_size=256", f"--out={out}"])
+    plot_budget.main()
+    assert (out / "iou_vs_sequences.png").stat().st_size > 1000
+    records = {r["name"]: r for r in map(json.loads, (out / "budget.jsonl").open())}
+    assert records["spatial_s0"]["sequences"] == 150 * 256
+    assert records["hart_s0"]["curve"] == [[50 * 256, 0.05], [100 * 256, 0.1]]
+    assert records["hart_s0"]["test_mean_iou"] == 0.4
