@@ -94,6 +94,8 @@ def _run(*flags):
                            *flags], capture_output=True, text=True)
 
 
+# An experiment script end to end (about 12 s of CPU); its parts are tested above.
+@pytest.mark.slow
 def test_cli_without_look_alikes_is_perfect_and_with_them_nearest_loses(tmp_path):
     out = tmp_path / "bounds.json"
     r = _run("--eval_sequences=6", "--eval_steps=8", "--num_distractors_max=0", f"--out={out}")

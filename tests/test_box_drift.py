@@ -109,6 +109,8 @@ def test_fixed_set_with_the_look_alikes_boxes_is_the_same_set():
     assert np.all(np.where(real, gap.max(-1), np.inf).min(1)[real.any(1)] < 30)
 
 
+# An experiment script end to end (about 10 s of CPU); its measures are tested above.
+@pytest.mark.slow
 def test_box_drift_cli_on_a_checkpoint(tmp_path):
     from hart_tf.model.config import HARTConfig
     from hart_tf.train.options import TrainOptions
