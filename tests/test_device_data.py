@@ -37,6 +37,21 @@ def test_auto_renders_on_the_host_on_a_cpu_and_for_files():
     assert sources.render_on(TrainOptions.from_flat(render_on="host")) == "host"
 
 
+def test_auto_renders_synthetic_kitti_and_kth_on_a_jax_gpu_and_clips_on_the_host():
+    out = _jax("""
+        import json, jax
+        from hart_tf.train import sources
+        from hart_tf.train.options import TrainOptions
+        jax.default_backend = lambda: "gpu"  # as on a GPU machine
+        pick = {d: sources.render_on(TrainOptions.from_flat(dataset=d))
+                for d in ("synthetic", "kitti", "kth", "clips")}
+        pick["parallel"] = sources.render_on(TrainOptions.from_flat(distribute="data_parallel"))
+        print(json.dumps(pick))
+    """)
+    assert out == {"synthetic": "device", "kitti": "device", "kth": "device", "clips": "host",
+                   "parallel": "host"}
+
+
 def test_device_rendering_is_refused_where_it_cannot_run():
     with pytest.raises(ValueError, match="--render_on=device makes synthetic, KITTI or KTH "
                                          "batches, not --dataset=clips"):

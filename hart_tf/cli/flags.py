@@ -51,8 +51,8 @@ flags.DEFINE_integer("data_workers", D["data_workers"], "Training: threads rende
 flags.DEFINE_enum("render_on", D["render_on"], ["auto", "host", "device"], "Training: where "
                   "batches are made: host (NumPy threads; KITTI/KTH windows cut from frames "
                   "held in host memory), device (JAX: synthetic batches compiled on the "
-                  "accelerator; KITTI/KTH frames held there) or auto (device for synthetic "
-                  "data on a JAX GPU/TPU, else host).")
+                  "accelerator; KITTI/KTH frames held there) or auto (device for synthetic, "
+                  "KITTI and KTH data on a JAX GPU/TPU, else host).")
 flags.DEFINE_integer("eval_sequences", D["eval_sequences"], "Validation and test sequences.")
 flags.DEFINE_integer("eval_steps", D["eval_steps"], "Frames scored per test sequence "
                      "(default: 60 for KITTI as the paper, else 30).")

@@ -49,8 +49,8 @@ class DataOptions:
             memory), "device" (JAX only, one device: synthetic batches compiled on the
             accelerator by `hart_tf.data.synthetic_device`; KITTI, KTH: the frame store
             copied to the accelerator once and each batch's windows gathered there) or
-            "auto" (device for synthetic data under JAX on a GPU or TPU with one device,
-            else host). Validation and test sets are always made on the host.
+            "auto" (device for synthetic, KITTI and KTH data under JAX on a GPU or TPU
+            with one device, else host). Validation and test sets are always made on the host.
         frame_store_mb: KITTI, KTH: the training split's frames are decoded once and held
             in memory (`hart_tf.data.frame_store`) when they fit in this many MiB, else
             each window is decoded from its files (0: always).
