@@ -125,3 +125,16 @@ def test_tf_dataset_reports_bad_batches():
     ds = pipeline.tf_dataset(bad, batch_size=1, image_size=SIZE)
     with pytest.raises(tf.errors.InvalidArgumentError, match="presence"):
         next(iter(ds))
+
+
+def test_epoch_order_covers_every_index_each_epoch_reshuffled_and_seeded():
+    from hart_tf.data.pipeline import epoch_order
+
+    order = list(epoch_order(6, seed=3, num_epochs=3))
+    epochs = [order[i:i + 6] for i in range(0, 18, 6)]
+    assert len(order) == 18 and all(sorted(e) == list(range(6)) for e in epochs)
+    assert epochs[0] != epochs[1] or epochs[1] != epochs[2]  # a new permutation each epoch
+    assert order == list(epoch_order(6, seed=3, num_epochs=3))
+    assert list(epoch_order(3, seed=0, shuffle=False, num_epochs=2)) == [0, 1, 2, 0, 1, 2]
+    forever = epoch_order(2, seed=0)
+    assert len([next(forever) for _ in range(9)]) == 9

@@ -54,7 +54,7 @@ import numpy as np
 from hart_tf.data.errors import DataError
 from hart_tf.data.frame_store import FrameStore, padded_rows
 from hart_tf.data.images import frame_file, image_size, read_images
-from hart_tf.data.pipeline import batch_sequences, padded_window
+from hart_tf.data.pipeline import batch_sequences, epoch_order, padded_window
 
 CLASSES = (
     "Car", "Van", "Truck", "Pedestrian", "Person", "Person_sitting", "Cyclist", "Tram",
@@ -467,17 +467,12 @@ def kitti_samples(
             f"no {split} samples of seq_len {seq_len} in {len(sequences)} "
             f"sequences ({_removed(sequences)})"
         )
-    rng = np.random.default_rng(seed)
-    epoch = 0
     with ThreadPoolExecutor(num_threads) as pool:
-        while num_epochs is None or epoch < num_epochs:
-            order = rng.permutation(len(windows)) if shuffle else range(len(windows))
-            for i in order:
-                if rows:
-                    yield sample_rows(windows[i], seq_len, store)
-                else:
-                    yield load_sample(windows[i], seq_len, frame_size, pool, store)
-            epoch += 1
+        for i in epoch_order(len(windows), seed, shuffle, num_epochs):
+            if rows:
+                yield sample_rows(windows[i], seq_len, store)
+            else:
+                yield load_sample(windows[i], seq_len, frame_size, pool, store)
 
 
 def batch_samples(

@@ -36,7 +36,7 @@ from hart_tf.data.errors import DataError
 from hart_tf.data.frame_store import FrameStore, padded_rows
 from hart_tf.data.images import frame_file, print_progress, read_images, write_png_atomic
 from hart_tf.data.kitti import batch_samples, window_starts
-from hart_tf.data.pipeline import padded_window
+from hart_tf.data.pipeline import epoch_order, padded_window
 
 ACTIONS = {
     1: "boxing",
@@ -264,17 +264,12 @@ def kth_samples(
     windows = kth_windows(clips, seq_len, augment)
     if not windows:
         raise DataError(f"{frame_dir}: no clip has 2 or more frames")
-    rng = np.random.default_rng(seed)
-    epoch = 0
     with ThreadPoolExecutor(num_threads) as pool:
-        while num_epochs is None or epoch < num_epochs:
-            order = rng.permutation(len(windows)) if shuffle else range(len(windows))
-            for i in order:
-                if rows:
-                    yield sample_rows(windows[i], frame_dir, seq_len, store)
-                else:
-                    yield load_kth_sample(windows[i], frame_dir, seq_len, pool, store)
-            epoch += 1
+        for i in epoch_order(len(windows), seed, shuffle, num_epochs):
+            if rows:
+                yield sample_rows(windows[i], frame_dir, seq_len, store)
+            else:
+                yield load_kth_sample(windows[i], frame_dir, seq_len, pool, store)
 
 
 def kth_batches(

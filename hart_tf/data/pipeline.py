@@ -53,6 +53,17 @@ def padded_window(
     return {"frames": frames, "boxes": boxes, "presence": presence}
 
 
+def epoch_order(count: int, seed: int | None, shuffle: bool = True,
+                num_epochs: int | None = None) -> Iterator[int]:
+    """Indices 0..count-1 once per epoch, in a new seeded permutation each epoch when
+    `shuffle` (else in order); `num_epochs=None` repeats forever."""
+    rng = np.random.default_rng(seed)
+    epoch = 0
+    while num_epochs is None or epoch < num_epochs:
+        yield from (rng.permutation(count) if shuffle else range(count))
+        epoch += 1
+
+
 def stack_sequences(sequences: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Stacks per-sequence dicts ([T, ...] arrays) into one batch dict ([B, T, ...])."""
     if not sequences:
