@@ -9,7 +9,9 @@ Runs the training command with the flags after `--` (plus --max_minutes=0, --ima
 its own run folder), samples the GPU's utilisation with nvidia-smi every 100 ms, and prints one
 JSON line: trained frames/s (updates x B x T) and the mean GPU utilisation between the end of
 the first epoch (after compiling) and the end of the last, both from the run's own epoch
-records (summary.json's history: step and unix_time of every epoch end, validation included).
+records (summary.json's history: step and unix_time of every epoch end, validation included;
+the newest checkpoint's record when the run stopped before writing its summary, with the
+training command's exit code in "rc").
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ def _flag(args: list[str], name: str, default: str) -> str:
     return default
 
 
+def _records(run: Path) -> tuple[dict | None, list[dict]]:
+    """(summary.json or None, the per-epoch history): from the summary when the run finished,
+    else from its newest checkpoint record, so a run that stopped after training (killed, or
+    failing on its test set) is still timed."""
+    if (run / "summary.json").exists():
+        summary = json.loads((run / "summary.json").read_text())
+        return summary, summary["history"]
+    states = sorted(run.glob("ckpt-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+    return None, json.loads(states[-1].read_text())["history"] if states else []
+
+
 def main(argv):
     train_flags = argv[1:]
     work = Path(tempfile.mkdtemp(prefix="e2e_"))
@@ -68,11 +81,11 @@ def main(argv):
     wall = time.time() - start
     stop.set()
     sampler.join()
-    if returncode != 0:
+    summary, history = _records(work / "e2e")
+    if len(history) < 2:  # nothing to time between two epoch ends
         print(json.dumps({"name": FLAGS.name, "rc": returncode,
                           "tail": log.read_text()[-2000:]}))
         return
-    history = json.loads((work / "e2e" / "summary.json").read_text())["history"]
     first, last = history[0], history[-1]
     batch = int(_flag(train_flags, "batch_size", "16"))
     length = int(_flag(train_flags, "curriculum_lengths", "5").split(",")[0])
@@ -85,9 +98,8 @@ def main(argv):
         "trained_frames_per_s": round(updates * batch * length / seconds),
         "updates_per_s": round(updates / seconds, 2),
         "gpu_util_mean_pct": round(statistics.mean(util), 1) if util else None,
-        "gpu_samples": len(util), "wall_s": round(wall, 1),
-        "test_mean_iou": history and json.loads(
-            (work / "e2e" / "summary.json").read_text())["test"]["mean_iou"],
+        "gpu_samples": len(util), "wall_s": round(wall, 1), "rc": returncode,
+        "test_mean_iou": ((summary or {}).get("test") or {}).get("mean_iou"),
     }), flush=True)
 
 
