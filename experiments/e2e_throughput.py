@@ -29,6 +29,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from hart_tf.train.checkpoints import CheckpointManager
+
 flags.DEFINE_string("name", "run", "A label for the JSON line.")
 flags.DEFINE_string("log", None, "Write the training command's output here (as it runs).")
 FLAGS = flags.FLAGS
@@ -54,13 +56,13 @@ def _flag(args: list[str], name: str, default: str) -> str:
 
 def _records(run: Path) -> tuple[dict | None, list[dict]]:
     """(summary.json or None, the per-epoch history): from the summary when the run finished,
-    else from its newest checkpoint record, so a run that stopped after training (killed, or
+    else from its newest good checkpoint's state, so a run that stopped after training (killed, or
     failing on its test set) is still timed."""
     if (run / "summary.json").exists():
         summary = json.loads((run / "summary.json").read_text())
         return summary, summary["history"]
-    states = sorted(run.glob("ckpt-*.json"), key=lambda p: int(p.stem.split("-")[1]))
-    return None, json.loads(states[-1].read_text())["history"] if states else []
+    latest = CheckpointManager(run).latest()
+    return None, latest[1]["history"] if latest else []
 
 
 def main(argv):

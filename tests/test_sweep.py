@@ -147,10 +147,15 @@ def test_plot_budget_draws_every_trial_and_counts_sequences(tmp_path, monkeypatc
 
 def test_e2e_throughput_times_a_run_from_its_checkpoint_records_without_a_summary(tmp_path):
     import e2e_throughput
+    import keras
+
+    from hart_tf.train.checkpoints import CheckpointManager
 
     history = [{"step": 30 * e, "unix_time": 100.0 + 3 * e} for e in (1, 2, 3)]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    manager = CheckpointManager(tmp_path)
     for step, part in ((90, history[:2]), (120, history)):  # the newest: 120, not "90" > "120"
-        (tmp_path / f"ckpt-{step}.json").write_text(json.dumps({"history": part}))
+        manager.save(model, {"step": step, "config": {}, "history": part})
     assert e2e_throughput._records(tmp_path) == (None, history)
     summary = {"history": history[:1], "test": {"mean_iou": 0.5}}
     (tmp_path / "summary.json").write_text(json.dumps(summary))
