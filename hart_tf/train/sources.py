@@ -106,6 +106,9 @@ def _frame_store(options, paths: list[str], sizes: list, size: tuple[int, int]
     return store
 
 
+DEVICE_DATASETS = ("synthetic", "kitti", "kth")  # the datasets --render_on=device can make
+
+
 def render_on(options) -> str:
     """Where the training batches are made: "host" (synthetic: the NumPy renderer in
     `data_workers` threads; KITTI, KTH: windows cut from the frame store in host memory) or
@@ -124,10 +127,10 @@ def render_on(options) -> str:
     want = o.data.render_on
     if want not in ("auto", "host", "device"):
         raise ValueError(f"--render_on must be auto, host or device, got {want!r}")
-    if want == "host" or (want == "auto" and o.data.dataset not in ("synthetic", "kitti", "kth")):
+    if want == "host" or (want == "auto" and o.data.dataset not in DEVICE_DATASETS):
         return "host"
     if want == "device":
-        if o.data.dataset not in ("synthetic", "kitti", "kth"):
+        if o.data.dataset not in DEVICE_DATASETS:
             raise ValueError("--render_on=device makes synthetic, KITTI or KTH batches, "
                              f"not --dataset={o.data.dataset}")
         if o.run.distribute != "none":
