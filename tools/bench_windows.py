@@ -64,12 +64,14 @@ def _kitti_root(src: Path, dst: Path, frames: int) -> None:
     repeated by symbolic links to `frames` frames, and three cars on every frame."""
     from PIL import Image
 
+    from hart_tf.data.images import frame_file
+
     for seq in sorted(p for p in src.iterdir() if p.is_dir() and any(p.glob("*.png"))):
         pngs = sorted(seq.glob("*.png"))
         out = dst / "training" / "image_02" / seq.name
         out.mkdir(parents=True)
         for f in range(frames):
-            (out / f"{f:06d}.png").symlink_to(pngs[f % len(pngs)].resolve())
+            (out / frame_file(f)).symlink_to(pngs[f % len(pngs)].resolve())
         w, h = Image.open(pngs[0]).size
         rows = [f"{f} {t} Car 0 0 -1.5 {x} {h // 3} {x + w // 8} {2 * h // 3} 1.5 1.6 3.9 "
                 "1.0 1.7 20.0 -1.5" for f in range(frames)
