@@ -3,7 +3,11 @@
 Usage (from the repo root, after `experiments/sweep.py --out_dir=<dir>` has run the trials of
 `experiments/sweeps/budget.txt`):
   python experiments/plot_budget.py --runs=<dir>/checkpoints --batch_size=256 \\
-      --out=experiments/results/budget
+      --out=experiments/results/budget [--keep=experiments/results/budget/budget.jsonl]
+
+`--keep` adds the records of an earlier `budget.jsonl` (trials run by other sweep calls, whose
+run folders are gone) for every trial name not found under `--runs`, so that one figure holds
+all the trials.
 
 Reads each trial's `summary.json` (its per-epoch history and final test scores) and writes
 `iou_vs_sequences.png` (one line per trial, grouped by data and model, validation mean IoU
@@ -43,8 +47,11 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True, help="folder of run folders")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--keep", type=Path, help="an earlier budget.jsonl to merge")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    kept = ([json.loads(line) for line in args.keep.read_text().splitlines() if line.strip()]
+            if args.keep else [])
     records = []
     for path in sorted(args.runs.glob("*/summary.json")):
         summary = json.loads(path.read_text())
@@ -56,7 +63,11 @@ def main() -> None:
             "length": summary.get("length"), "test_mean_iou": test.get("mean_iou"),
             "curve": [(h["step"] * args.batch_size, h.get("val_iou_final_length"))
                       for h in history]})
-    panels = sorted({group(r["name"])[0] for r in records})
+    names = {r["name"] for r in records}
+    records = sorted(records + [r for r in kept if r["name"] not in names],
+                     key=lambda r: r["name"])
+    order = [where for where, _, _ in GROUPS.values()] + ["other"]
+    panels = sorted({group(r["name"])[0] for r in records}, key=order.index)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         seen = set()

@@ -145,6 +145,29 @@ def test_plot_budget_draws_every_trial_and_counts_sequences(tmp_path, monkeypatc
     assert records["hart_s0"]["test_mean_iou"] == 0.4
 
 
+def test_plot_budget_keeps_earlier_records_that_no_run_folder_replaces(tmp_path, monkeypatch):
+    import plot_budget
+
+    run = tmp_path / "runs" / "cross_s0"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps(
+        {"step": 100, "length": 20, "history": [{"step": 100, "val_iou_final_length": 0.7}],
+         "test": {"mean_iou": 0.75}}))
+    earlier = tmp_path / "earlier.jsonl"
+    old = {"updates": 50, "sequences": 50 * 256, "length": 20, "test_mean_iou": 0.5,
+           "curve": [[50 * 256, 0.5]]}
+    earlier.write_text("".join(json.dumps({"name": n, **old}) + "\n"
+                               for n in ("hart_s0", "cross_s0")))
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["plot_budget.py", f"--runs={tmp_path / 'runs'}",
+                                      f"--out={out}", f"--keep={earlier}"])
+    plot_budget.main()
+    records = [json.loads(line) for line in (out / "budget.jsonl").open()]
+    assert [r["name"] for r in records] == ["cross_s0", "hart_s0"]
+    assert records[0]["test_mean_iou"] == 0.75  # the run folder wins over the earlier record
+    assert records[1]["curve"] == [[50 * 256, 0.5]]
+
+
 def test_e2e_throughput_times_a_run_from_its_checkpoint_records_without_a_summary(tmp_path):
     import e2e_throughput
     import keras
